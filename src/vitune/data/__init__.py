@@ -1,0 +1,1 @@
+"""Record types passed along the pipeline and their storage (Parquet shards, LLaVA JSON, ledgers)."""

@@ -1,0 +1,129 @@
+"""Exact LLaVA-1.5 JSON export and import.
+
+LLaVA's training file is a JSON list of ``{"id", "image"?, "conversations": [{"from", "value"}]}``.
+Import normalizes the way LLaVA's loader does: `<image>` is moved to the start of the first human
+turn (`"<image>\\n" + text`), a leading `gpt` turn is dropped, samples without `image` are
+text-only. Records that cannot be read go to the ledger with a reason instead of failing the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from vitune.data.instance import IMAGE_TOKEN, Instance, Turn
+from vitune.data.ledger import Ledger
+from vitune.utils.atomic import atomic_open
+
+ROLE_TO_LLAVA = {"user": "human", "assistant": "gpt"}
+LLAVA_TO_ROLE = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
+
+
+def instance_to_llava(inst: Instance, *, with_task: bool = False) -> dict[str, Any]:
+    convs = []
+    for i, t in enumerate(inst.turns):
+        value = f"{IMAGE_TOKEN}\n{t.text}" if (i == 0 and inst.image is not None) else t.text
+        convs.append({"from": ROLE_TO_LLAVA[t.role], "value": value})
+    rec: dict[str, Any] = {"id": inst.id}
+    if inst.image is not None:
+        rec["image"] = inst.image
+    if with_task:
+        rec["task_name"] = inst.task
+    rec["conversations"] = convs
+    return rec
+
+
+def write_llava_json(instances: Iterable[Instance], path: str | os.PathLike, *, with_task: bool = False) -> int:
+    """Stream instances to a LLaVA JSON list (atomic); returns the number written."""
+    n = 0
+    with atomic_open(Path(path), "w") as fh:
+        fh.write("[")
+        for inst in instances:
+            fh.write(",\n" if n else "\n")
+            fh.write(json.dumps(instance_to_llava(inst, with_task=with_task), ensure_ascii=False))
+            n += 1
+        fh.write("\n]\n" if n else "]\n")
+    return n
+
+
+def _strip_image_token(text: str) -> str:
+    return text.replace(IMAGE_TOKEN, "").strip()
+
+
+def llava_to_instance(rec: Any, *, index: int, default_task: str = "llava") -> tuple[Instance | None, str]:
+    """Convert one LLaVA record; returns (instance, "") or (None, reason)."""
+    if not isinstance(rec, dict):
+        return None, "record is not an object"
+    convs = rec.get("conversations")
+    if not isinstance(convs, list) or not convs:
+        return None, "missing or empty 'conversations'"
+    turns: list[Turn] = []
+    for j, c in enumerate(convs):
+        if not isinstance(c, dict) or "from" not in c or "value" not in c:
+            return None, f"conversations[{j}] lacks 'from' or 'value'"
+        role = LLAVA_TO_ROLE.get(str(c["from"]).lower())
+        if role is None:
+            return None, f"conversations[{j}] has unknown role {c['from']!r}"
+        turns.append(Turn(role, str(c["value"])))
+    if turns and turns[0].role == "assistant":
+        turns = turns[1:]  # LLaVA drops a leading gpt turn
+    if not turns:
+        return None, "no turns after dropping a leading assistant turn"
+    for j, t in enumerate(turns):
+        if t.role != ("user" if j % 2 == 0 else "assistant"):
+            return None, f"turn {j} breaks user/assistant alternation"
+    image = rec.get("image")
+    if isinstance(image, list):
+        if len(image) != 1:
+            return None, f"{len(image)} images in one sample (one is supported)"
+        image = image[0]
+    if image is not None and not isinstance(image, str):
+        return None, "'image' is not a string"
+    has_token = any(IMAGE_TOKEN in t.text for t in turns)
+    if image is None and has_token:
+        return None, "<image> token without an 'image' field"
+    turns = [Turn(t.role, _strip_image_token(t.text)) if IMAGE_TOKEN in t.text else t for t in turns]
+    rid = rec.get("id")
+    inst_id = str(rid) if rid is not None else f"llava-{index}"
+    task = str(rec.get("task_name") or default_task)
+    meta = {"source_index": index}
+    return Instance(id=inst_id, image=image, task=task, turns=turns, meta=meta), ""
+
+
+def read_llava_json(
+    path: str | os.PathLike, ledger: Ledger | None = None, *, default_task: str = "llava"
+) -> list[Instance]:
+    """Read a LLaVA JSON (list) or JSONL file into instances; bad records go to `ledger`."""
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as e:
+        raise FileNotFoundError(f"{path}: cannot read ({e.strerror})") from e
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        if path.suffix == ".jsonl":
+            data = []
+            for ln, line in enumerate(text.splitlines(), 1):
+                if line.strip():
+                    try:
+                        data.append(json.loads(line))
+                    except json.JSONDecodeError as e2:
+                        raise ValueError(f"{path}: line {ln}: invalid JSON ({e2.msg})") from e2
+        else:
+            raise ValueError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from e
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: expected a JSON list of samples, got {type(data).__name__}")
+    ledger = ledger if ledger is not None else Ledger()
+    out: list[Instance] = []
+    for i, rec in enumerate(data):
+        inst, reason = llava_to_instance(rec, index=i, default_task=default_task)
+        if inst is None:
+            ledger.reject("sources.llava", path, f"[{i}]", reason)
+        else:
+            out.append(inst)
+    return out

@@ -1,0 +1,1 @@
+"""Training: tokenizer, tiny/pretrained LLaVA models, conversation templates, label masking, loops."""
