@@ -1,0 +1,1 @@
+"""The embedded miniature world: procedurally drawn scenes with ground truth in public formats."""
