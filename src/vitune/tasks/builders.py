@@ -1,0 +1,110 @@
+"""Builders of the built-in tasks: they read a merged `ImageRecord` and extract template fields.
+
+Every builder is deterministic given its `rng` (seeded per task and image by `build.py`), and only
+emits samples whose answer is unambiguous from the annotations.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+from vitune.data.records import ImageRecord, ObjectAnn
+from vitune.tasks.spec import BuildContext, Sample, builder
+
+COLOR_WORDS = frozenset(
+    ["red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white", "gray", "grey", "cyan", "magenta"]
+)
+
+
+def plural(noun: str) -> str:
+    if noun.endswith(("s", "x", "z", "ch", "sh")):
+        return noun + "es"
+    if noun.endswith("y") and len(noun) > 1 and noun[-2] not in "aeiou":
+        return noun[:-1] + "ies"
+    return noun + "s"
+
+
+def objects_of(record: ImageRecord, prefer: str) -> list[ObjectAnn]:
+    """Objects from one source (COCO and VG describe the same objects twice after merging)."""
+    chosen = [o for o in record.objects if o.source == prefer]
+    return chosen or record.objects
+
+
+def colors_of(obj: ObjectAnn) -> list[str]:
+    return [a for a in obj.attributes if a in COLOR_WORDS]
+
+
+@builder("coco_caption_coarse")
+def caption_coarse(record: ImageRecord, rng: random.Random, ctx: BuildContext) -> list[Sample]:
+    if not record.captions:
+        return []
+    return [Sample({"caption": rng.choice(record.captions).strip()})]
+
+
+@builder("vqa_short_answer")
+def vqa_short_answer(record: ImageRecord, rng: random.Random, ctx: BuildContext) -> list[Sample]:
+    out = []
+    for qa in record.qas:
+        if not qa.answers:
+            continue  # test-split questions carry no answers
+        out.append(
+            Sample(
+                {"question": qa.question.strip(), "answer": qa.majority_answer()},
+                {"question_id": qa.question_id, "question_type": qa.question_type, "answer_type": qa.answer_type},
+            )
+        )
+    return out
+
+
+@builder("object_counting")
+def object_counting(record: ImageRecord, rng: random.Random, ctx: BuildContext) -> list[Sample]:
+    counts = Counter(o.name for o in objects_of(record, "coco"))
+    if not counts:
+        return []
+    name = rng.choice(sorted(counts))
+    return [Sample({"name": name, "plural": plural(name), "count": counts[name]})]
+
+
+def _unique_colored(record: ImageRecord) -> list[tuple[ObjectAnn, str]]:
+    """(object, colour) for objects that have exactly one colour and a name unique in the image."""
+    objs = objects_of(record, "vg")
+    names = Counter(o.name for o in objs)
+    out = []
+    for o in objs:
+        cs = colors_of(o)
+        if names[o.name] == 1 and len(set(cs)) == 1:
+            out.append((o, cs[0]))
+    return out
+
+
+@builder("object_color")
+def object_color(record: ImageRecord, rng: random.Random, ctx: BuildContext) -> list[Sample]:
+    cands = _unique_colored(record)
+    if not cands:
+        return []
+    obj, color = rng.choice(cands)
+    return [Sample({"name": obj.name, "color": color})]
+
+
+@builder("object_shape")
+def object_shape(record: ImageRecord, rng: random.Random, ctx: BuildContext) -> list[Sample]:
+    objs = objects_of(record, "vg")
+    by_color = Counter(c for o in objs for c in set(colors_of(o)))
+    cands = [(o, c) for o, c in _unique_colored(record) if by_color[c] == 1]
+    if not cands:
+        return []
+    obj, color = rng.choice(cands)
+    return [Sample({"name": obj.name, "color": color})]
+
+
+@builder("object_existence")
+def object_existence(record: ImageRecord, rng: random.Random, ctx: BuildContext) -> list[Sample]:
+    present = sorted({o.name for o in objects_of(record, "coco")})
+    absent = [n for n in ctx.object_names if n not in present]
+    # Balanced by construction: a fair coin picks a positive or a negative question.
+    if present and (not absent or rng.random() < 0.5):
+        return [Sample({"name": rng.choice(present), "answer": "Yes"}, {"label": "yes"})]
+    if absent:
+        return [Sample({"name": rng.choice(absent), "answer": "No"}, {"label": "no"})]
+    return []

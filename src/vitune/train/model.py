@@ -1,0 +1,170 @@
+"""Tiny LLaVA models built from configs (no download) and the matching `LlavaProcessor`.
+
+A preset names a CLIP vision config and a Llama text config small enough to train from scratch on
+two CPU cores in minutes. They are combined exactly as LLaVA-1.5 / transformers' Llava does it:
+CLIP layer -2 patch features without CLS (`vision_feature_select_strategy="default"`), a 2-layer GELU
+MLP projector, and `image_seq_length = (image_size / patch_size) ** 2` placeholder tokens per image.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+from transformers import (
+    CLIPVisionConfig,
+    LlamaConfig,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
+    PreTrainedTokenizerFast,
+)
+from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
+
+from vitune.data.images import CLIP_MEAN, CLIP_STD
+from vitune.train.tokenizer import image_token_id
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Preset:
+    image_size: int
+    patch_size: int
+    vision_hidden: int
+    vision_layers: int
+    vision_heads: int
+    text_hidden: int
+    text_layers: int
+    text_heads: int
+    max_positions: int = 512
+
+    @property
+    def image_seq_length(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+
+# `tiny` is sized by the CPU budget of the quickstart (train ~4 min on 2 cores): 64 image tokens and
+# ~100-token sequences keep a step of 16 samples well under a second. `micro` is for unit tests.
+PRESETS: dict[str, Preset] = {
+    "micro": Preset(32, 8, 32, 2, 2, 64, 2, 2, max_positions=512),
+    "tiny": Preset(64, 8, 128, 3, 4, 192, 3, 4),
+    "small": Preset(64, 8, 192, 4, 4, 256, 4, 4, max_positions=1024),
+}
+
+
+def get_preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown model preset {name!r}; known: {sorted(PRESETS)}") from None
+
+
+def build_config(preset: str | Preset, tokenizer: PreTrainedTokenizerFast) -> LlavaConfig:
+    p = get_preset(preset) if isinstance(preset, str) else preset
+    vision = CLIPVisionConfig(
+        image_size=p.image_size,
+        patch_size=p.patch_size,
+        hidden_size=p.vision_hidden,
+        intermediate_size=4 * p.vision_hidden,
+        num_hidden_layers=p.vision_layers,
+        num_attention_heads=p.vision_heads,
+        projection_dim=p.vision_hidden,
+    )
+    text = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=p.text_hidden,
+        intermediate_size=int(8 * p.text_hidden / 3 + 63) // 64 * 64,  # LLaMA's 8/3 ratio, rounded
+        num_hidden_layers=p.text_layers,
+        num_attention_heads=p.text_heads,
+        num_key_value_heads=p.text_heads,
+        max_position_embeddings=p.max_positions,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+    )
+    return LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=image_token_id(tokenizer),
+        image_seq_length=p.image_seq_length,
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+        projector_hidden_act="gelu",
+    )
+
+
+def build_model(preset: str | Preset, tokenizer: PreTrainedTokenizerFast, seed: int = 0) -> LlavaForConditionalGeneration:
+    """A randomly initialised Llava; the same seed gives the same weights."""
+    config = build_config(preset, tokenizer)
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(config)
+    gc = model.generation_config
+    gc.bos_token_id, gc.eos_token_id, gc.pad_token_id = (
+        tokenizer.bos_token_id,
+        tokenizer.eos_token_id,
+        tokenizer.pad_token_id,
+    )
+    gc.do_sample = False
+    return model
+
+
+def build_image_processor(image_size: int) -> LlavaImageProcessorPil:
+    """CLIP preprocessing at `image_size`, with LLaVA's pad-to-square (mean colour) built in.
+
+    `do_pad=True` pads exactly like `vitune.data.images.expand2square` (offset `(long - short) // 2`,
+    colour `int(mean * 255)`), so plain transformers inference sees the same pixels as training.
+    """
+    return LlavaImageProcessorPil(
+        do_pad=True,
+        size={"shortest_edge": image_size},
+        crop_size={"height": image_size, "width": image_size},
+        image_mean=list(CLIP_MEAN),
+        image_std=list(CLIP_STD),
+    )
+
+
+def build_processor(tokenizer: PreTrainedTokenizerFast, image_size: int, patch_size: int = 8) -> LlavaProcessor:
+    """A `LlavaProcessor` that expands each `<image>` into `(image_size / patch_size) ** 2` tokens."""
+    return LlavaProcessor(
+        image_processor=build_image_processor(image_size),
+        tokenizer=tokenizer,
+        patch_size=patch_size,
+        vision_feature_select_strategy="default",
+        # CLIP prepends a CLS token; "default" drops it again, so the count is exactly the patches.
+        num_additional_image_tokens=1,
+        chat_template=tokenizer.chat_template,
+        image_token="<image>",
+    )
+
+
+def processor_for(model: LlavaForConditionalGeneration, tokenizer: PreTrainedTokenizerFast) -> LlavaProcessor:
+    vc = model.config.vision_config
+    return build_processor(tokenizer, vc.image_size, vc.patch_size)
+
+
+def set_trainable(model: LlavaForConditionalGeneration, projector: bool, llm: bool, vision: bool) -> dict[str, int]:
+    """Freeze/unfreeze the three parts and log the counts.
+
+    LLaVA always freezes its *pretrained* CLIP tower; a tiny model trained from scratch has a random
+    tower that must learn, hence the switch.
+    """
+    parts = {
+        "vision_tower": (model.model.vision_tower, vision),
+        "multi_modal_projector": (model.model.multi_modal_projector, projector),
+        "language_model": (model.model.language_model, llm),
+        "lm_head": (model.lm_head, llm),
+    }
+    counts: dict[str, int] = {}
+    for name, (module, flag) in parts.items():
+        for p in module.parameters():
+            p.requires_grad_(flag)
+        n = sum(p.numel() for p in module.parameters())
+        counts[f"{name}.{'trainable' if flag else 'frozen'}"] = n
+        log.info("%-22s %10d params  %s", name, n, "trainable" if flag else "frozen")
+    counts["trainable"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    counts["total"] = sum(p.numel() for p in model.parameters())
+    log.info("trainable %d / %d parameters", counts["trainable"], counts["total"])
+    return counts
