@@ -146,3 +146,14 @@ def test_atomic_open_leaves_old_file_on_failure(tmp_path):
         raise RuntimeError("killed")
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]
+
+
+def test_atomic_files_get_normal_permissions(tmp_path):
+    import os
+
+    from vitune.utils.atomic import write_text
+
+    write_text(tmp_path / "x.txt", "hi")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "x.txt").stat().st_mode & 0o777 == 0o666 & ~umask

@@ -1,0 +1,1 @@
+"""Evaluation: official benchmark scoring (VQAv2, ...), batched greedy generation, eval runners."""

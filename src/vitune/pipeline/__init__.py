@@ -1,0 +1,1 @@
+"""End-to-end chains of the library's steps (the quickstart), each step resumable."""

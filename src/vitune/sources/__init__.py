@@ -1,0 +1,31 @@
+"""Readers for the public annotation formats (COCO, Visual Genome, VQAv2), merged per image.
+
+Each reader turns one dataset's files into `ImageRecord`s keyed by image id, rejecting bad records
+into the ledger with per-file `ReadStats` (seen = kept + rejected). `merge` unions them per image;
+`load_world` reads the embedded world and `load` a user's real layout described by a `SourceSpec`.
+"""
+
+from vitune.sources.coco import read_coco
+from vitune.sources.jsonio import load_json
+from vitune.sources.merge import load_world, merge_records
+from vitune.sources.paths import UnsafePathError, check_rel_path, resolve_image
+from vitune.sources.spec import SourceSpec, load
+from vitune.sources.stats import ReadStats, SourceResult
+from vitune.sources.visual_genome import read_visual_genome
+from vitune.sources.vqav2 import read_vqav2
+
+__all__ = [
+    "ReadStats",
+    "SourceResult",
+    "SourceSpec",
+    "UnsafePathError",
+    "check_rel_path",
+    "load",
+    "load_json",
+    "load_world",
+    "merge_records",
+    "read_coco",
+    "read_visual_genome",
+    "read_vqav2",
+    "resolve_image",
+]

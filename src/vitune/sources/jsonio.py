@@ -1,0 +1,105 @@
+"""Load the annotation JSON files with errors that say which file, where, and what is wrong.
+
+The stdlib `json` is used on purpose: it reports line and column of a syntax error, needs no extra
+dependency, and parses the 400 MB Visual Genome files in one call (no per-record Python overhead).
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def gc_paused(fn: F) -> F:
+    """Run `fn` with the cyclic garbage collector off (restored afterwards, even on error).
+
+    Parsing and walking these files allocates tens of millions of dicts and small objects, none of
+    them in reference cycles; with the collector on, its repeated full-heap scans made reading
+    Visual Genome objects.json ~4x slower (58 s vs 14 s on 3.8M objects).
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            if was_enabled:
+                gc.enable()
+
+    return wrapper  # type: ignore[return-value]
+
+
+def load_json(path: str | os.PathLike, expect: type | tuple[type, ...] | None = None, shape: str = "") -> Any:
+    """Parse `path`; when `expect` is given the top level must be of that type (`shape` describes it).
+
+    Raises FileNotFoundError naming the file when it is missing and ValueError naming the file with
+    the line/column (syntax) or the expected shape (wrong top-level type).
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"{path}: file not found") from e
+    except IsADirectoryError as e:
+        raise ValueError(f"{path}: is a directory, expected a JSON file") from e
+    except OSError as e:
+        raise OSError(f"{path}: cannot read ({e.strerror})") from e
+    try:
+        text = raw.decode("utf-8-sig")  # tolerate a BOM, which some editors add
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise ValueError(f"{path}: not UTF-8 at byte {e.start} (line {line}): {e.reason}") from e
+    del raw
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from e
+    if expect is not None and not isinstance(data, expect):
+        want = shape or _type_names(expect)
+        raise ValueError(f"{path}: expected {want} at the top level, got {_json_type(data)}")
+    return data
+
+
+def require_list(
+    data: dict[str, Any], key: str, path: str | os.PathLike, *, optional: bool = False
+) -> list[Any]:
+    """`data[key]` when it is a list; a missing key is `[]` if `optional`, otherwise an error naming the file."""
+    if key not in data:
+        if optional:
+            return []
+        raise ValueError(f"{path}: expected a JSON object with a {key!r} list, key {key!r} is missing")
+    value = data[key]
+    if not isinstance(value, list):
+        raise ValueError(f"{path}: {key!r} must be a list, got {_json_type(value)}")
+    return value
+
+
+def _type_names(expect: type | tuple[type, ...]) -> str:
+    types = expect if isinstance(expect, tuple) else (expect,)
+    return " or ".join(_JSON_NAMES.get(t, t.__name__) for t in types)
+
+
+_JSON_NAMES = {dict: "a JSON object", list: "a JSON list", str: "a string"}
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "null" if value is None else type(value).__name__

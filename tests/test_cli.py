@@ -1,0 +1,48 @@
+"""The CLI drives the library end to end on a small embedded world."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from vitune.cli import app
+from vitune.data.llava import read_llava_json
+from vitune.data.store import read_instances, read_manifest
+
+runner = CliRunner()
+
+
+def test_version():
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0 and "vitune 0.1.0" in res.output
+
+
+def test_world_then_build(tmp_path):
+    res = runner.invoke(app, ["world", "--out", str(tmp_path / "w"), "--images", "40", "--seed", "3", "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    meta = json.loads((tmp_path / "w" / "world.json").read_text())
+    assert meta["seed"] == 3 and meta["n_images"] == 40
+
+    res = runner.invoke(
+        app,
+        ["build", "--world", str(tmp_path / "w"), "--out", str(tmp_path / "b"), "--task", "object_color", "--task", "vqa_short_answer", "--cap", "15"],
+    )
+    assert res.exit_code == 0, res.output
+    manifest = read_manifest(tmp_path / "b" / "instances")
+    assert set(manifest["per_task"]) == {"object_color", "vqa_short_answer"}
+    assert manifest["per_task"]["vqa_short_answer"] == 15  # capped
+    insts = read_instances(tmp_path / "b" / "instances")
+    llava = read_llava_json(tmp_path / "b" / "llava.json")
+    assert [i.id for i in insts] == [i.id for i in llava]
+    assert all((tmp_path / "w" / "images" / i.image).exists() for i in insts)
+
+
+def test_tasks_list_and_show():
+    res = runner.invoke(app, ["tasks", "list"])
+    assert res.exit_code == 0 and "object_counting" in res.output and "perception" in res.output
+    res = runner.invoke(app, ["tasks", "show", "object_color"])
+    assert res.exit_code == 0, res.output
+    assert res.output.count("ASSISTANT:") == 3 and "The " in res.output
+    res = runner.invoke(app, ["tasks", "show", "nope"])
+    assert res.exit_code != 0 and "unknown task" in res.output
