@@ -84,7 +84,14 @@ class Region:
 
 @dataclass(slots=True)
 class QA:
-    """A question with its human answers (VQAv2 keeps 10, GQA one)."""
+    """A question with its human answers (VQAv2 and TextVQA keep 10, GQA one).
+
+    The optional fields after `source` are filled only by formats that have them: `choices` and
+    `answer_index` (ScienceQA multiple choice; `answers` then holds the correct choice's text),
+    `context` (ScienceQA's hint), `rationale` (ScienceQA's solution), `full_answer` (GQA's
+    sentence answer "Yes, the sky is blue."), `meta` (format-specific extras, e.g. GQA's types).
+    New fields are appended with defaults so positional construction keeps working.
+    """
 
     question_id: str
     question: str
@@ -93,6 +100,12 @@ class QA:
     question_type: str = ""
     multiple_choice_answer: str = ""
     source: str = ""
+    choices: list[str] = field(default_factory=list)
+    answer_index: int | None = None
+    context: str = ""
+    rationale: str = ""
+    full_answer: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
 
     def majority_answer(self) -> str:
         """The most frequent answer (ties broken by first occurrence), as VQAv2's own field does."""
@@ -120,6 +133,8 @@ class ImageRecord:
     qas: list[QA] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    labels: list[str] = field(default_factory=list)  # image-level class labels (image folders)
+    ocr_tokens: list[str] = field(default_factory=list)  # OCR words in reading order (TextVQA Rosetta)
 
     def object_by_id(self) -> dict[str, ObjectAnn]:
         return {o.object_id: o for o in self.objects}
@@ -137,12 +152,37 @@ class ImageRecord:
             split=d.get("split", ""),
             captions=list(d.get("captions", [])),
             objects=[
-                ObjectAnn(o["object_id"], o["name"], Box(**o["box"]), list(o.get("attributes", [])), o.get("source", ""))
+                ObjectAnn(
+                    o["object_id"],
+                    o["name"],
+                    Box(**o["box"]),
+                    list(o.get("attributes", [])),
+                    o.get("source", ""),
+                )
                 for o in d.get("objects", [])
             ],
             relations=[Relation(**r) for r in d.get("relations", [])],
-            regions=[Region(r["region_id"], r["phrase"], Box(**r["box"]), r.get("source", "")) for r in d.get("regions", [])],
-            qas=[QA(**q) for q in d.get("qas", [])],
+            regions=[
+                Region(r["region_id"], r["phrase"], Box(**r["box"]), r.get("source", ""))
+                for r in d.get("regions", [])
+            ],
+            qas=[_qa_from_dict(q) for q in d.get("qas", [])],
             sources=list(d.get("sources", [])),
             meta=dict(d.get("meta", {})),
+            labels=list(d.get("labels", [])),
+            ocr_tokens=list(d.get("ocr_tokens", [])),
         )
+
+
+_QA_FIELDS = frozenset(QA.__dataclass_fields__)
+
+
+def _qa_from_dict(q: dict[str, Any]) -> QA:
+    """A `QA` from its dict; keys this version does not know (a newer writer's) are ignored."""
+    kw = {k: v for k, v in q.items() if k in _QA_FIELDS}
+    for k in ("answers", "choices"):
+        if k in kw:
+            kw[k] = list(kw[k])
+    if "meta" in kw:
+        kw["meta"] = dict(kw["meta"])
+    return QA(**kw)

@@ -83,6 +83,8 @@ def _copy(rec: ImageRecord, key: str) -> ImageRecord:
         qas=list(rec.qas),
         sources=list(rec.sources),
         meta=dict(rec.meta),
+        labels=list(rec.labels),
+        ocr_tokens=list(rec.ocr_tokens),
     )
 
 
@@ -131,6 +133,11 @@ def _merge_into(cur: ImageRecord, rec: ImageRecord, ledger: Ledger, rescale: boo
     cur.relations.extend(relations)
     cur.regions.extend(regions)
     cur.qas.extend(rec.qas)
+    for label in rec.labels:  # a label is a set member: two folders naming "dog" give one "dog"
+        if label not in cur.labels:
+            cur.labels.append(label)
+    if not cur.ocr_tokens:  # OCR is one reading of the image, not additive: the first source wins
+        cur.ocr_tokens = list(rec.ocr_tokens)
     for s in rec.sources:
         if s not in cur.sources:
             cur.sources.append(s)

@@ -41,6 +41,20 @@ def check_rel_path(rel: object) -> str | None:
     return None
 
 
+def image_prefix(subdir: str, what: str) -> str:
+    """`subdir` as a prefix (`"images/"`, or `""`) for file names; an unsafe subdir is a config error.
+
+    Readers join it to every record's file name, so it is checked once here and fails loudly
+    (naming `what`, e.g. "GQA image_subdir") instead of rejecting every record.
+    """
+    if not subdir:
+        return ""
+    reason = check_rel_path(subdir)
+    if reason is not None:
+        raise ValueError(f"{what}: {reason}")
+    return subdir.replace("\\", "/").rstrip("/") + "/"
+
+
 def resolve_image(image_root: str | os.PathLike, rel: str) -> Path:
     """The absolute path of image `rel` under `image_root`, refusing anything that leaves the root.
 

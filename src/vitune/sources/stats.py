@@ -59,6 +59,9 @@ class SourceResult:
     source: str  # "coco", "visual_genome", "vqav2"
     records: dict[str, ImageRecord] = field(default_factory=dict)
     stats: list[ReadStats] = field(default_factory=list)
+    # Ids a reader deliberately left out, by why, where it lists them (e.g. ScienceQA's text-only
+    # problems under "text_only"); their count is in the matching `ReadStats.filtered`.
+    filtered_ids: dict[str, list[str]] = field(default_factory=dict)
 
     def stat(self, file_suffix: str, section: str) -> ReadStats:
         """The stats of `section` in the file whose path ends with `file_suffix` (for tests, reports)."""
