@@ -1,0 +1,177 @@
+"""The benchmark registry: `BenchItem`, the `Benchmark` base class, `@register_benchmark`, `get_benchmark`.
+
+A benchmark is one module in this package holding one `Benchmark` subclass decorated with
+`@register_benchmark`. It reads the OFFICIAL files from a local path (`load`), phrases every item as
+LLaVA-1.5 asks it (`BenchItem.question` is the full user text, suffix included), and scores
+predictions exactly as the official script does (`score`). Nothing here downloads anything.
+
+Predictions are `{item_id: generated text}`. Scorers never score a missing prediction silently:
+`missing="error"` (default) refuses, `"wrong"` counts it as a wrong answer, `"skip"` leaves it out;
+every result reports `n_missing`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+# LLaVA-1.5's two answer-format suffixes (REFERENCE §4), appended after a newline.
+SHORT_ANSWER = "Answer the question using a single word or phrase."
+LETTER_ANSWER = "Answer with the option's letter from the given choices directly."
+
+Missing = Literal["error", "wrong", "skip"]
+
+
+@dataclass(slots=True)
+class BenchItem:
+    """One benchmark question, ready to be asked and scored.
+
+    `image` is a path relative to the benchmark's image root, raw encoded bytes (MMBench's base64
+    TSV, MMMU parquet), or None for text-only items. `question` is the text as prompted (LLaVA
+    format, answer-format suffix included); the raw question is in `meta["raw_question"]`.
+    `options` maps option letters to option texts, in order.
+    """
+
+    item_id: str
+    question: str
+    image: str | bytes | None = None
+    answers: list[str] = field(default_factory=list)
+    options: dict[str, str] = field(default_factory=dict)
+    category: str = ""
+    subcategory: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def image_source(self, image_root: str | os.PathLike | None = None):
+        """A path under `image_root` (checked not to escape it) or a PIL image decoded from bytes."""
+        if self.image is None:
+            return None
+        if isinstance(self.image, bytes):
+            from PIL import Image
+
+            return Image.open(io.BytesIO(self.image)).convert("RGB")
+        from vitune.sources.paths import resolve_image
+
+        return resolve_image(image_root if image_root is not None else ".", self.image)
+
+
+def to_gen_item(item: BenchItem, image_root: str | os.PathLike | None = None):
+    """The `generate.GenItem` asking `item` (imported lazily: scoring needs no torch)."""
+    from vitune.eval.generate import GenItem
+
+    return GenItem(item.question, item.image_source(image_root))
+
+
+class Benchmark(ABC):
+    """Subclass, set `name`, implement `load` and `score`, decorate with `@register_benchmark`."""
+
+    name: ClassVar[str] = ""
+    metric: ClassVar[str] = "accuracy"
+    # Appended (after a newline) to each question; the exact prompt is always `BenchItem.question`.
+    prompt_suffix: ClassVar[str] = ""
+
+    @abstractmethod
+    def load(self, path: str | os.PathLike) -> list[BenchItem]:
+        """Read the official files at `path` (a file or folder, see each module) into items."""
+
+    @abstractmethod
+    def score(
+        self, preds: Mapping[str, str], items: Iterable[BenchItem], *, missing: Missing = "error"
+    ) -> dict[str, Any]:
+        """Official scores: always `overall` (percent) plus per-category results, `n`, `n_missing`."""
+
+    def prompt(self, question: str) -> str:
+        return f"{question}\n{self.prompt_suffix}" if self.prompt_suffix else question
+
+
+_REGISTRY: dict[str, type[Benchmark]] = {}
+
+
+def register_benchmark(cls: type[Benchmark]) -> type[Benchmark]:
+    """Class decorator adding a `Benchmark` subclass to the registry under `cls.name`."""
+    if not (isinstance(cls, type) and issubclass(cls, Benchmark)):
+        raise TypeError(f"{cls!r} is not a Benchmark subclass")
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} has no name")
+    other = _REGISTRY.get(cls.name)
+    if other is not None and other.__qualname__ != cls.__qualname__:
+        raise ValueError(f"benchmark {cls.name!r} is already registered by {other.__module__}")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def get_benchmark(name: str, **options: Any) -> Benchmark:
+    """An instance of the registered benchmark `name`; `options` go to its constructor."""
+    try:
+        cls = _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown benchmark {name!r}; known: {', '.join(benchmark_names())}") from None
+    return cls(**options)
+
+
+def benchmark_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+# ---- helpers shared by the benchmark modules -------------------------------------------------
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{path}:{n}: bad JSON line ({e})") from e
+    return rows
+
+
+def pct(num: float, den: float) -> float:
+    """Percentage, 0.0 for an empty denominator (official scripts would divide by zero)."""
+    return 100.0 * num / den if den else 0.0
+
+
+def pair_predictions(
+    preds: Mapping[str, str], items: Iterable[BenchItem], missing: Missing
+) -> tuple[list[tuple[BenchItem, str | None]], int]:
+    """(item, prediction or None) for every scored item, and how many had no prediction.
+
+    None is returned only with `missing="wrong"`; the scorer must then count the item as wrong.
+    """
+    if missing not in ("error", "wrong", "skip"):
+        raise ValueError(f"missing must be 'error', 'wrong' or 'skip', not {missing!r}")
+    out: list[tuple[BenchItem, str | None]] = []
+    absent: list[str] = []
+    for it in items:
+        p = preds.get(it.item_id)
+        if p is None:
+            absent.append(it.item_id)
+            if missing != "wrong":
+                continue
+        out.append((it, None if p is None else str(p)))
+    if absent and missing == "error":
+        raise ValueError(f"{len(absent)} item(s) have no prediction, e.g. {absent[:5]}")
+    return out, len(absent)
+
+
+def find_one(folder: Path, patterns: Iterable[str]) -> Path:
+    """The single file in `folder` matching the first pattern that matches anything."""
+    for pat in patterns:
+        hits = sorted(folder.glob(pat))
+        if len(hits) == 1:
+            return hits[0]
+        if len(hits) > 1:
+            raise ValueError(f"{folder}: several files match {pat!r}: {[h.name for h in hits]}")
+    raise FileNotFoundError(f"{folder}: no file matching {list(patterns)}")
