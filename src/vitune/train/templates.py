@@ -59,7 +59,12 @@ def chatml(turns: list[tuple[str, str]], has_image: bool, eos: str) -> list[Segm
     segs = [Segment("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n", False)]
     for i, (role, text) in enumerate(turns):
         if role == "user":
-            segs.append(Segment(f"<|im_start|>user\n{_user_text(text, i == 0, has_image)}<|im_end|>\n<|im_start|>assistant\n", False))
+            segs.append(
+                Segment(
+                    f"<|im_start|>user\n{_user_text(text, i == 0, has_image)}<|im_end|>\n<|im_start|>assistant\n",
+                    False,
+                )
+            )
         else:
             segs.append(Segment(f"{text}<|im_end|>", True))
             segs.append(Segment("\n", False))
@@ -73,7 +78,9 @@ TEMPLATES: dict[str, Callable[[list[tuple[str, str]], bool, str], list[Segment]]
 }
 
 
-def render_segments(template: str, turns: list[tuple[str, str]], has_image: bool, eos: str = "</s>") -> list[Segment]:
+def render_segments(
+    template: str, turns: list[tuple[str, str]], has_image: bool, eos: str = "</s>"
+) -> list[Segment]:
     """Render `(role, text)` turns (roles "user"/"assistant", starting with user) as segments."""
     try:
         fn = TEMPLATES[template]

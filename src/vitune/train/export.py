@@ -1,0 +1,59 @@
+"""Save a trained model + processor so that plain transformers (and vLLM, lmms-eval) reload it.
+
+The directory holds `model.safetensors` + `config.json` + `generation_config.json` (the model) and
+the tokenizer, image processor and chat template (the processor). It is written into a temporary
+sibling directory and renamed into place, so a reader never sees a half-written export.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+
+def save_pretrained(
+    model: LlavaForConditionalGeneration,
+    processor: Any,
+    out_dir: str | os.PathLike,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write model + processor (+ `vitune.json` with `extra`) to `out_dir` atomically.
+
+    An existing `out_dir` is replaced only after the new export is complete.
+    """
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        processor.save_pretrained(tmp)
+        if extra is not None:
+            (tmp / "vitune.json").write_text(
+                json.dumps(extra, indent=2, default=str) + "\n", encoding="utf-8"
+            )
+        old = None
+        if out.exists():
+            old = out.with_name(f".{out.name}.old.{os.getpid()}")
+            os.replace(out, old)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def load_pretrained(model_dir: str | os.PathLike) -> tuple[LlavaForConditionalGeneration, Any]:
+    """Reload with plain transformers (what any downstream user would do)."""
+    model = LlavaForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32)
+    processor = AutoProcessor.from_pretrained(model_dir)
+    model.eval()
+    return model, processor

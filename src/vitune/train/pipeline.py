@@ -1,0 +1,90 @@
+"""`train_tiny`: instances -> tokenizer -> tiny LLaVA -> training -> export, in one call.
+
+This is what the quickstart runs: everything is built from configs (no download), trained on the
+CPU, and exported so that plain `transformers` reloads it. Rejected samples are returned with their
+reasons (and written to `rejected.jsonl`) rather than dropped silently.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import resource
+import time
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from vitune.data.instance import Instance
+from vitune.train.export import save_pretrained
+from vitune.train.labels import ImageCache, LabelEncoder, build_dataset, collate
+from vitune.train.loop import ProgressFn, TrainConfig, seed_everything, train
+from vitune.train.model import build_model, get_preset, processor_for, set_trainable
+from vitune.train.tokenizer import corpus_texts, train_tokenizer
+
+log = logging.getLogger(__name__)
+
+
+def peak_rss_mb() -> float:
+    # ru_maxrss is in KiB on Linux.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def train_tiny(
+    instances: Sequence[Instance],
+    image_root: str | os.PathLike | None,
+    out_dir: str | os.PathLike,
+    cfg: TrainConfig | None = None,
+    progress: ProgressFn | None = None,
+) -> dict[str, Any]:
+    """Train a tiny LLaVA from scratch on `instances` and export it to `out_dir/model`.
+
+    `out_dir` receives `metrics.jsonl`, `rejected.jsonl`, `summary.json` and the exported `model/`
+    (loadable with `LlavaForConditionalGeneration.from_pretrained` / `AutoProcessor.from_pretrained`).
+    """
+    cfg = cfg or TrainConfig()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    seed_everything(cfg.seed)
+
+    tokenizer = train_tokenizer(corpus_texts(instances, cfg.template), vocab_size=cfg.vocab_size)
+    preset = get_preset(cfg.preset)
+    if cfg.max_length > preset.max_positions:
+        raise ValueError(
+            f"max_length {cfg.max_length} exceeds preset {cfg.preset!r} positions {preset.max_positions}"
+        )
+    model = build_model(preset, tokenizer, seed=cfg.seed)
+    processor = processor_for(model, tokenizer)
+    counts = set_trainable(model, cfg.train_projector, cfg.train_llm, cfg.train_vision)
+
+    encoder = LabelEncoder(tokenizer, preset.image_seq_length, cfg.template, cfg.max_length)
+    images = ImageCache(image_root, processor.image_processor) if image_root is not None else None
+    dataset, rejected, data_stats = build_dataset(instances, encoder, images)
+    with open(out / "rejected.jsonl", "w", encoding="utf-8") as fh:
+        for r in rejected:
+            fh.write(
+                json.dumps({"id": r.id, "reason": r.reason, "detail": r.detail}, ensure_ascii=False) + "\n"
+            )
+    log.info("data: %s", data_stats)
+    t_prep = time.perf_counter() - t0
+
+    result = train(model, dataset, partial(collate, pad_id=tokenizer.pad_token_id), cfg, out, progress)
+    summary: dict[str, Any] = {
+        **result,
+        "config": cfg.model_dump(),
+        "data": data_stats,
+        "rejected": [{"id": r.id, "reason": r.reason} for r in rejected],
+        "params": counts,
+        "vocab_size": len(tokenizer),
+        "image_seq_length": preset.image_seq_length,
+        "prep_seconds": t_prep,
+    }
+    model_dir = save_pretrained(model, processor, out / "model", extra={"train": summary})
+    summary["model_dir"] = str(model_dir)
+    summary["total_seconds"] = time.perf_counter() - t0
+    summary["peak_rss_mb"] = peak_rss_mb()
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+    return summary
