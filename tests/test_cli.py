@@ -46,3 +46,33 @@ def test_tasks_list_and_show():
     assert res.output.count("ASSISTANT:") == 3 and "The " in res.output
     res = runner.invoke(app, ["tasks", "show", "nope"])
     assert res.exit_code != 0 and "unknown task" in res.output
+
+
+def test_synth_and_curate_commands_chain(tmp_path):
+    res = runner.invoke(app, ["world", "--out", str(tmp_path / "w"), "--images", "30", "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["synth", "--world", str(tmp_path / "w"), "--out", str(tmp_path / "s"), "--limit", "5"])
+    assert res.exit_code == 0, res.output
+    llava = json.loads((tmp_path / "s" / "synth_llava.json").read_text())
+    assert {r["task_name"] for r in llava} >= {"conversation", "complex_reasoning", "referring_qa", "detail_description"}
+    assert all(r["conversations"][0]["value"].startswith("<image>\n") for r in llava)
+
+    res = runner.invoke(
+        app,
+        [
+            "curate",
+            "vision_flan_stage1_1k",
+            str(tmp_path / "c"),
+            "--var",
+            f"vision_flan_json={tmp_path / 's' / 'synth_llava.json'}",
+            "--var",
+            f"vision_flan_images={tmp_path / 'w' / 'images'}",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    curated = read_manifest(tmp_path / "c" / "instances")
+    assert 0 < curated["count"] <= len(llava)
+    res = runner.invoke(app, ["curate", "--list"])
+    assert res.exit_code == 0 and "svit_core" in res.output
+    res = runner.invoke(app, ["curate", "vision_flan_stage1_1k", str(tmp_path / "d")])
+    assert res.exit_code == 2 and "vision_flan_json" in res.output

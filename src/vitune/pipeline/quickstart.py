@@ -12,6 +12,8 @@ Each step is skipped when its `done.json` matches its parameters, so a killed qu
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -29,6 +31,7 @@ from vitune.sources.merge import load_world
 from vitune.tasks.build import BuildReport, build_instances
 from vitune.tasks.spec import get_task
 from vitune.train.loop import TrainConfig
+from vitune.utils.atomic import write_json
 from vitune.utils.hashing import file_fingerprint
 from vitune.world.layout import WorldLayout
 
@@ -133,13 +136,25 @@ def step_eval(cfg: QuickstartConfig, say: Say) -> dict[str, Any]:
     from vitune.eval.vqa_eval import run_vqa_eval
 
     world = cfg.work / "world"
+    d = cfg.work / "eval"
+    train = read_result(cfg.work / "train")
+    params = {"train": train, "split": cfg.eval_split, "questions": cfg.eval_questions, "version": __version__}
+    if is_done(d, params):
+        say(f"eval: reusing {d}")
+        return read_result(d)
+    # Predictions of another model (a retrained one) must not be resumed; those of this one may be.
+    started = d / "params.json"
+    if started.exists() and json.loads(started.read_text(encoding="utf-8")) != json.loads(json.dumps(params)):
+        shutil.rmtree(d)
+    write_json(started, params, indent=2)
     ledger = Ledger()
     train_qas = [qa for r in _records(world, "train", ledger) for qa in r.qas]
     records = _records(world, cfg.eval_split, ledger)
     if cfg.eval_questions is not None:
         records = _limit_questions(records, cfg.eval_questions)
-    model_dir = Path(read_result(cfg.work / "train")["model_dir"])
-    return run_vqa_eval(records, WorldLayout(world).image_root, train_qas, cfg.work / "eval", model_dir=model_dir)
+    result = run_vqa_eval(records, WorldLayout(world).image_root, train_qas, d, model_dir=Path(train["model_dir"]))
+    mark_done(d, params, result)
+    return result
 
 
 def _limit_questions(records: list[ImageRecord], n: int) -> list[ImageRecord]:
@@ -163,7 +178,6 @@ def config_dict(cfg: QuickstartConfig) -> dict[str, Any]:
 
 def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
     """Run (or resume) every step; returns each step's result."""
-    from vitune.utils.atomic import write_json
     from vitune.utils.progress import console, make_progress
 
     cfg.work.mkdir(parents=True, exist_ok=True)

@@ -45,7 +45,7 @@ def build_task(task: Task, records: list[ImageRecord], ctx: BuildContext, seed: 
             continue
         for k, sample in enumerate(samples):
             try:
-                prompt, target = task.spec.render(sample, rng)
+                exchanges = task.spec.render(sample, rng)
             except (KeyError, IndexError) as e:
                 ledger.reject("tasks.build", "", f"task={task.name} image_id={rec.image_id}", f"template field missing: {e}")
                 continue
@@ -55,7 +55,7 @@ def build_task(task: Task, records: list[ImageRecord], ctx: BuildContext, seed: 
                     id=f"{task.name}:{rec.image_id}:{k}",
                     image=rec.file_name,
                     task=task.name,
-                    turns=[Turn("user", prompt), Turn("assistant", target)],
+                    turns=[Turn(role, text) for pair in exchanges for role, text in zip(("user", "assistant"), pair)],
                     meta=meta,
                 )
             )

@@ -57,6 +57,17 @@ def vqa_short_answer(record: ImageRecord, rng: random.Random, ctx: BuildContext)
     return out
 
 
+@builder("vqa_dialog")
+def vqa_dialog(record: ImageRecord, rng: random.Random, ctx: BuildContext) -> list[Sample]:
+    """All answered questions of an image as one multi-turn conversation, in a seeded order."""
+    qas = [qa for qa in record.qas if qa.answers]
+    if not qas:
+        return []
+    rng.shuffle(qas)
+    turns = [{"question": qa.question.strip(), "answer": qa.majority_answer()} for qa in qas]
+    return [Sample({}, {"question_ids": [qa.question_id for qa in qas]}, turns=turns)]
+
+
 @builder("object_counting")
 def object_counting(record: ImageRecord, rng: random.Random, ctx: BuildContext) -> list[Sample]:
     counts = Counter(o.name for o in objects_of(record, "coco"))

@@ -24,10 +24,15 @@ from vitune.data.records import ImageRecord
 
 @dataclass(slots=True)
 class Sample:
-    """Template fields extracted from one image for one task, plus metadata kept on the instance."""
+    """Template fields extracted from one image for one task, plus metadata kept on the instance.
+
+    A multi-turn sample (LLaVA groups all questions of an image into one conversation) sets `turns`:
+    one field dict per user/assistant exchange, each rendered with the same templates.
+    """
 
     fields: dict[str, Any]
     meta: dict[str, Any] = field(default_factory=dict)
+    turns: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,14 +67,19 @@ class TaskSpec:
     prompt: str = "{instruction}\n\n{input}"
     paraphrases: tuple[str, ...] = ()
 
-    def render(self, sample: Sample, rng: random.Random | None = None, *, paraphrase: bool = False) -> tuple[str, str]:
-        """(user text, target text) for one sample."""
+    def render(
+        self, sample: Sample, rng: random.Random | None = None, *, paraphrase: bool = False
+    ) -> list[tuple[str, str]]:
+        """(user text, target text) per exchange: one for a single-turn sample, several for a dialog."""
         instruction = self.instruction
         if paraphrase and self.paraphrases and rng is not None:
             instruction = rng.choice((self.instruction, *self.paraphrases))
-        text_in = self.input.format(**sample.fields) if self.input else ""
-        prompt = self.prompt.format(instruction=instruction, input=text_in).strip()
-        return prompt, self.output.format(**sample.fields)
+        out = []
+        for fields in sample.turns or [sample.fields]:
+            text_in = self.input.format(**fields) if self.input else ""
+            prompt = self.prompt.format(instruction=instruction, input=text_in).strip()
+            out.append((prompt, self.output.format(**fields)))
+        return out
 
 
 @dataclass(frozen=True, slots=True)

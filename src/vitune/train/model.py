@@ -39,6 +39,8 @@ class Preset:
     text_layers: int
     text_heads: int
     max_positions: int = 512
+    # LLaVA reads CLIP's penultimate layer; a tower trained from scratch can use its last one.
+    feature_layer: int = -2
 
     @property
     def image_seq_length(self) -> int:
@@ -53,6 +55,10 @@ PRESETS: dict[str, Preset] = {
     # 16 image tokens: ~1.8x the samples/s of `tiny` on CPU, same accuracy in our 4-minute runs.
     "tiny16": Preset(64, 16, 128, 3, 4, 192, 3, 4),
     "small": Preset(64, 8, 192, 4, 4, 256, 4, 4, max_positions=1024),
+    # 128 px with 16 px patches: the same 64 tokens as `tiny`, 4x the pixels per object.
+    "tiny128": Preset(128, 16, 128, 3, 4, 192, 3, 4, feature_layer=-1),
+    "tiny128b": Preset(128, 16, 128, 2, 4, 192, 2, 4, feature_layer=-1),
+    "tiny128p32": Preset(128, 32, 128, 3, 4, 192, 3, 4, feature_layer=-1),
 }
 
 
@@ -92,7 +98,7 @@ def build_config(preset: str | Preset, tokenizer: PreTrainedTokenizerFast) -> Ll
         text_config=text,
         image_token_index=image_token_id(tokenizer),
         image_seq_length=p.image_seq_length,
-        vision_feature_layer=-2,
+        vision_feature_layer=p.feature_layer,
         vision_feature_select_strategy="default",
         projector_hidden_act="gelu",
     )
