@@ -16,7 +16,7 @@ from vitune.train.templates import generation_prompt
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     work = tmp_path_factory.mktemp("qs")
-    cfg = QuickstartConfig(work=work, images=80, eval_questions=40, workers=1)
+    cfg = QuickstartConfig(work=work, images=80, eval_questions=30, workers=1)
     cfg.train.max_steps = 40
     cfg.train.batch_size = 8
     cfg.train.num_threads = 2
@@ -38,11 +38,11 @@ def test_loss_falls_and_counts_reconcile(run):
 def test_eval_table_has_model_and_baseline(run):
     cfg, out = run
     ev = out["eval"]
-    assert ev["n_questions"] == 40
+    assert ev["n_questions"] == 30
     assert 0 <= ev["model"]["overall"] <= 100 and 0 <= ev["baseline"]["overall"] <= 100
     assert {"yes/no", "number", "other"} & set(ev["model"]["per_answer_type"])
     preds = (cfg.work / "eval" / "vqa_predictions.jsonl").read_text().splitlines()
-    assert len(preds) == 40
+    assert len(preds) == 30
 
 
 def test_checkpoint_reloads_with_plain_transformers_and_answers(run):

@@ -47,6 +47,11 @@ DEFAULT_TASKS = [
 Say = Callable[[str], None]
 
 
+def quickstart_train_config() -> TrainConfig:
+    """The tiny CPU recipe: 128 px images in 64 tokens, a 4-minute training budget on 2 cores."""
+    return TrainConfig(preset="tiny128", lr=2e-3, batch_size=16, max_steps=5000, time_budget_s=240)
+
+
 @dataclass
 class QuickstartConfig:
     work: Path
@@ -57,7 +62,7 @@ class QuickstartConfig:
     eval_split: str = "val"
     eval_questions: int | None = None  # limit for faster runs (first N questions, image order)
     workers: int = 2
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: TrainConfig = field(default_factory=lambda: quickstart_train_config())
 
 
 def _records(world: Path, split: str, ledger: Ledger) -> list[ImageRecord]:

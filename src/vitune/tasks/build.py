@@ -55,7 +55,7 @@ def build_task(task: Task, records: list[ImageRecord], ctx: BuildContext, seed: 
                     id=f"{task.name}:{rec.image_id}:{k}",
                     image=rec.file_name,
                     task=task.name,
-                    turns=[Turn(role, text) for pair in exchanges for role, text in zip(("user", "assistant"), pair)],
+                    turns=[t for user, reply in exchanges for t in (Turn("user", user), Turn("assistant", reply))],
                     meta=meta,
                 )
             )

@@ -52,8 +52,8 @@ SMALL_MAX = 0.035
 MEDIUM_MAX = 0.07
 
 MAX_OCCLUSION = 0.25
-MIN_SIDE_FRAC = 0.15  # of the short image side: still a few pixels wide at 64x64
-MAX_SIDE_FRAC = 0.42
+MIN_SIDE_FRAC = 0.28  # of the short image side: objects stay several patches wide at 128x128
+MAX_SIDE_FRAC = 0.55
 
 
 @dataclass
@@ -195,7 +195,7 @@ def _background(rng: random.Random) -> dict:
 
 def _sample_count(rng: random.Random) -> int:
     # Mostly 2-4 objects, occasionally a lone object or a crowded scene.
-    return rng.choices((1, 2, 3, 4, 5, 6), weights=(6, 24, 28, 22, 12, 8))[0]
+    return rng.choices((1, 2, 3, 4, 5), weights=(15, 35, 30, 15, 5))[0]
 
 
 def _make_sign(rng: random.Random, w: int, h: int, short: int) -> SceneObject | None:
