@@ -138,6 +138,25 @@ def _read_categories(path: Path, cats: list[Any], result: SourceResult, ledger: 
     return out
 
 
+def _annotation_target(
+    t: Tally, loc: str, a: Any, records: dict[str, ImageRecord]
+) -> tuple[str, str, ImageRecord] | None:
+    """(annotation id, image id, record) of an annotation, or None after rejecting it with a reason."""
+    if not isinstance(a, dict):
+        t.reject(loc, "annotation is not an object")
+        return None
+    aid = as_id(a.get("id"))
+    if aid is None:
+        t.reject(loc, "missing or invalid annotation 'id'")
+        return None
+    iid = as_id(a.get("image_id"))
+    rec = records.get(iid) if iid is not None else None
+    if rec is None:
+        t.reject(loc, f"unknown image id {a.get('image_id')!r}", annotation_id=aid)
+        return None
+    return aid, iid, rec
+
+
 def _read_instances(
     path: Path, anns: list[Any], cats: dict[str, str], result: SourceResult, ledger: Ledger
 ) -> None:
@@ -148,18 +167,10 @@ def _read_instances(
     for j, a in enumerate(anns):
         st.seen += 1
         loc = f"annotations[{j}]"
-        if not isinstance(a, dict):
-            t.reject(loc, "annotation is not an object")
+        target = _annotation_target(t, loc, a, records)
+        if target is None:
             continue
-        aid = as_id(a.get("id"))
-        if aid is None:
-            t.reject(loc, "missing or invalid annotation 'id'")
-            continue
-        iid = as_id(a.get("image_id"))
-        rec = records.get(iid) if iid is not None else None
-        if rec is None:
-            t.reject(loc, f"unknown image id {a.get('image_id')!r}", annotation_id=aid)
-            continue
+        aid, iid, rec = target
         name = cats.get(as_id(a.get("category_id")))  # type: ignore[arg-type]
         if name is None:
             t.reject(loc, f"unknown category id {a.get('category_id')!r}", annotation_id=aid, image_id=iid)
@@ -189,18 +200,10 @@ def _read_captions(path: Path, anns: list[Any], result: SourceResult, ledger: Le
     for j, a in enumerate(anns):
         st.seen += 1
         loc = f"annotations[{j}]"
-        if not isinstance(a, dict):
-            t.reject(loc, "annotation is not an object")
+        target = _annotation_target(t, loc, a, records)
+        if target is None:
             continue
-        aid = as_id(a.get("id"))
-        if aid is None:
-            t.reject(loc, "missing or invalid annotation 'id'")
-            continue
-        iid = as_id(a.get("image_id"))
-        rec = records.get(iid) if iid is not None else None
-        if rec is None:
-            t.reject(loc, f"unknown image id {a.get('image_id')!r}", annotation_id=aid)
-            continue
+        aid, iid, rec = target
         caption = clean_text(a.get("caption"))
         if caption is None:
             t.reject(loc, "missing or empty 'caption'", annotation_id=aid, image_id=iid)
