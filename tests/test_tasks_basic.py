@@ -90,3 +90,25 @@ def test_template_errors_go_to_ledger_and_counts_reconcile():
     assert [(r.locator, r.reason) for r in ledger.items] == [
         ("task=coco_caption_coarse image_id=1", "template field missing: 'missing_field'")
     ]
+
+
+def test_inventory_tasks_list_sorted_unique_sets():
+    rec = make_record("7")
+    got = {i.task: i for i in build_instances([rec], ["color_inventory", "object_inventory"], seed=0)}
+    assert got["color_inventory"].turns[1].text == "blue, green, red"
+    assert got["object_inventory"].turns[1].text == "circle, square"
+    assert "alphabetical order" in got["color_inventory"].turns[0].text
+
+
+def test_vqa_dialog_groups_all_questions_of_an_image():
+    from vitune.data.records import QA
+
+    qas = [QA(f"q{k}", f"Question {k}?", [f"a{k}"] * 10, "other", "what") for k in range(4)]
+    qas.append(QA("q9", "Unanswered?", [], "other", "what"))
+    got = build_instances([make_record("3", qas=qas)], ["vqa_dialog"], seed=5)
+    assert len(got) == 1
+    turns = got[0].turns
+    assert len(turns) == 8 and [t.role for t in turns] == ["user", "assistant"] * 4
+    asked = {t.text.split("\n")[0]: turns[i + 1].text for i, t in enumerate(turns) if t.role == "user"}
+    assert asked == {f"Question {k}?": f"a{k}" for k in range(4)}
+    assert all(t.text.endswith("Answer the question using a single word or phrase.") for t in turns[::2])

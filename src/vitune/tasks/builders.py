@@ -109,6 +109,22 @@ def object_shape(record: ImageRecord, rng: random.Random, ctx: BuildContext) -> 
     return [Sample({"name": obj.name, "color": color})]
 
 
+def _inventory(words: list[str]) -> str:
+    return ", ".join(sorted(set(words)))
+
+
+@builder("color_inventory")
+def color_inventory(record: ImageRecord, rng: random.Random, ctx: BuildContext) -> list[Sample]:
+    colors = [c for o in objects_of(record, "vg") for c in colors_of(o)]
+    return [Sample({"colors": _inventory(colors)})] if colors else []
+
+
+@builder("object_inventory")
+def object_inventory(record: ImageRecord, rng: random.Random, ctx: BuildContext) -> list[Sample]:
+    names = [o.name for o in objects_of(record, "coco")]
+    return [Sample({"names": _inventory(names)})] if names else []
+
+
 @builder("object_existence")
 def object_existence(record: ImageRecord, rng: random.Random, ctx: BuildContext) -> list[Sample]:
     present = sorted({o.name for o in objects_of(record, "coco")})
