@@ -157,3 +157,23 @@ def test_atomic_files_get_normal_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "x.txt").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_pixel_statistics_and_pad_colour(tmp_path):
+    from PIL import Image
+
+    from vitune.data.images import CLIP_MEAN, expand2square, pad_color, pixel_statistics
+
+    Image.new("RGB", (4, 2), (255, 0, 0)).save(tmp_path / "a.png")
+    Image.new("RGB", (4, 2), (0, 0, 255)).save(tmp_path / "b.png")
+    mean, std = pixel_statistics([tmp_path / "a.png", tmp_path / "b.png"])
+    assert mean == (0.5, 0.0, 0.5)
+    assert std[0] == pytest.approx(0.5) and std[1] == pytest.approx(0.001, abs=1e-3)
+
+    class Proc:
+        image_mean = (0.5, 0.25, 1.0)
+
+    assert pad_color(Proc()) == (127, 63, 255)
+    assert pad_color(object()) == tuple(int(c * 255) for c in CLIP_MEAN)
+    sq = expand2square(Image.new("RGB", (4, 2), (0, 0, 0)), pad_color(Proc()))
+    assert sq.size == (4, 4) and sq.getpixel((0, 0)) == (127, 63, 255) and sq.getpixel((0, 1)) == (0, 0, 0)

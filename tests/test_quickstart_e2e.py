@@ -73,3 +73,13 @@ def test_rerun_resumes_without_redoing_steps(run, capsys):
     assert (cfg.work / "train" / "model" / "model.safetensors").stat().st_mtime_ns == mtime
     printed = capsys.readouterr()
     assert "world: reusing" in printed.out + printed.err and "train: reusing" in printed.out + printed.err
+
+
+def test_from_scratch_tower_normalizes_with_dataset_statistics(run):
+    cfg, out = run
+    processor = AutoProcessor.from_pretrained(out["train"]["model_dir"])
+    from vitune.data.images import CLIP_MEAN
+
+    mean = processor.image_processor.image_mean
+    # The world's light backgrounds put the data mean far above CLIP's.
+    assert all(m > c + 0.2 for m, c in zip(mean, CLIP_MEAN, strict=True))

@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 from transformers import AutoProcessor, LlavaForConditionalGeneration
 
-from vitune.data.images import expand2square, load_rgb
+from vitune.data.images import expand2square, load_rgb, pad_color
 from vitune.train.templates import generation_prompt
 
 
@@ -49,9 +49,9 @@ def load_model(
     return model, processor
 
 
-def _prepare_image(image: str | os.PathLike | Image.Image) -> Image.Image:
+def _prepare_image(image: str | os.PathLike | Image.Image, image_processor: object) -> Image.Image:
     img = image if isinstance(image, Image.Image) else load_rgb(image)
-    return expand2square(img.convert("RGB"))
+    return expand2square(img.convert("RGB"), pad_color(image_processor))
 
 
 @contextlib.contextmanager
@@ -145,7 +145,7 @@ class Generator:
         answers: list[str | None] = [None] * len(items)
         for batch in self._batches(self._order(prompts, has_image), has_image):
             # Images are loaded per batch: a 100K-question run never holds them all in memory.
-            images = [_prepare_image(items[i].image) for i in batch] if has_image[batch[0]] else None  # type: ignore[arg-type]
+            images = [_prepare_image(items[i].image, self.processor.image_processor) for i in batch] if has_image[batch[0]] else None  # type: ignore[arg-type]
             for i, text in zip(batch, self._generate_batch([prompts[i] for i in batch], images), strict=True):
                 answers[i] = text
         return [a if a is not None else "" for a in answers]

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from transformers import PreTrainedTokenizerFast
 
-from vitune.data.images import expand2square, load_rgb
+from vitune.data.images import expand2square, load_rgb, pad_color
 from vitune.data.instance import IMAGE_TOKEN, Instance
 from vitune.train.templates import generation_prompt, render_segments
 from vitune.train.tokenizer import image_token_id
@@ -141,7 +141,7 @@ def prompt_is_consistent(
 
 
 class ImageCache:
-    """load_rgb -> expand2square (CLIP mean) -> image processor, memoised per relative path."""
+    """load_rgb -> expand2square (the processor's mean colour) -> image processor, memoised per path."""
 
     def __init__(self, image_root: str | os.PathLike, image_processor: Any, cache: bool = True) -> None:
         self.root = Path(image_root)
@@ -150,7 +150,7 @@ class ImageCache:
         self._store: dict[str, torch.Tensor] = {}
 
     def preprocess(self, img: Image.Image) -> torch.Tensor:
-        out = self.proc(images=expand2square(img), return_tensors="pt")
+        out = self.proc(images=expand2square(img, pad_color(self.proc)), return_tensors="pt")
         return out["pixel_values"][0]
 
     def __call__(self, rel: str) -> torch.Tensor:

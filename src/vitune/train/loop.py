@@ -19,7 +19,7 @@ import random
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -56,6 +56,9 @@ class TrainConfig(BaseModel):
     train_llm: bool = True
     # LLaVA freezes its pretrained CLIP tower; a from-scratch tower is random and must train.
     train_vision: bool = True
+    # "dataset": normalize pixels with the training images' own mean/std (for a tower trained from
+    # scratch); "clip": CLIP's constants (for a pretrained CLIP tower).
+    pixel_norm: Literal["clip", "dataset"] = "clip"
     num_threads: int | None = None  # None: one per available core, at most 4
     log_every: int = Field(default=10, ge=1)
 

@@ -9,6 +9,7 @@ MLP projector, and `image_seq_length = (image_size / patch_size) ** 2` placehold
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -121,7 +122,11 @@ def build_model(
     return model
 
 
-def build_image_processor(image_size: int) -> LlavaImageProcessorPil:
+def build_image_processor(
+    image_size: int,
+    mean: Sequence[float] = CLIP_MEAN,
+    std: Sequence[float] = CLIP_STD,
+) -> LlavaImageProcessorPil:
     """CLIP preprocessing at `image_size`, with LLaVA's pad-to-square (mean colour) built in.
 
     `do_pad=True` pads exactly like `vitune.data.images.expand2square` (offset `(long - short) // 2`,
@@ -131,17 +136,21 @@ def build_image_processor(image_size: int) -> LlavaImageProcessorPil:
         do_pad=True,
         size={"shortest_edge": image_size},
         crop_size={"height": image_size, "width": image_size},
-        image_mean=list(CLIP_MEAN),
-        image_std=list(CLIP_STD),
+        image_mean=list(mean),
+        image_std=list(std),
     )
 
 
 def build_processor(
-    tokenizer: PreTrainedTokenizerFast, image_size: int, patch_size: int = 8
+    tokenizer: PreTrainedTokenizerFast,
+    image_size: int,
+    patch_size: int = 8,
+    mean: Sequence[float] = CLIP_MEAN,
+    std: Sequence[float] = CLIP_STD,
 ) -> LlavaProcessor:
     """A `LlavaProcessor` that expands each `<image>` into `(image_size / patch_size) ** 2` tokens."""
     return LlavaProcessor(
-        image_processor=build_image_processor(image_size),
+        image_processor=build_image_processor(image_size, mean, std),
         tokenizer=tokenizer,
         patch_size=patch_size,
         vision_feature_select_strategy="default",
@@ -152,9 +161,14 @@ def build_processor(
     )
 
 
-def processor_for(model: LlavaForConditionalGeneration, tokenizer: PreTrainedTokenizerFast) -> LlavaProcessor:
+def processor_for(
+    model: LlavaForConditionalGeneration,
+    tokenizer: PreTrainedTokenizerFast,
+    mean: Sequence[float] = CLIP_MEAN,
+    std: Sequence[float] = CLIP_STD,
+) -> LlavaProcessor:
     vc = model.config.vision_config
-    return build_processor(tokenizer, vc.image_size, vc.patch_size)
+    return build_processor(tokenizer, vc.image_size, vc.patch_size, mean, std)
 
 
 def set_trainable(

@@ -17,6 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from vitune.data.images import CLIP_MEAN, CLIP_STD, pixel_statistics
 from vitune.data.instance import Instance
 from vitune.train.export import save_pretrained
 from vitune.train.labels import ImageCache, LabelEncoder, build_dataset, collate
@@ -30,6 +31,18 @@ log = logging.getLogger(__name__)
 def peak_rss_mb() -> float:
     # ru_maxrss is in KiB on Linux.
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def dataset_pixel_stats(
+    instances: Sequence[Instance], image_root: Path, seed: int, sample: int = 256
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Pixel mean/std over a seeded sample of the training images."""
+    import random
+
+    paths = sorted({i.image for i in instances if i.image is not None})
+    if len(paths) > sample:
+        paths = sorted(random.Random(seed).sample(paths, sample))
+    return pixel_statistics([image_root / p for p in paths])
 
 
 def train_tiny(
@@ -57,7 +70,10 @@ def train_tiny(
             f"max_length {cfg.max_length} exceeds preset {cfg.preset!r} positions {preset.max_positions}"
         )
     model = build_model(preset, tokenizer, seed=cfg.seed)
-    processor = processor_for(model, tokenizer)
+    mean, std = CLIP_MEAN, CLIP_STD
+    if cfg.pixel_norm == "dataset" and image_root is not None:
+        mean, std = dataset_pixel_stats(instances, Path(image_root), cfg.seed)
+    processor = processor_for(model, tokenizer, mean, std)
     counts = set_trainable(model, cfg.train_projector, cfg.train_llm, cfg.train_vision)
 
     encoder = LabelEncoder(tokenizer, preset.image_seq_length, cfg.template, cfg.max_length)
