@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 from transformers import AutoProcessor, LlavaForConditionalGeneration
 
+from vitune.data.images import CLIP_MEAN
 from vitune.pipeline.quickstart import QuickstartConfig, run_quickstart
 from vitune.train.templates import generation_prompt
 
@@ -76,10 +77,8 @@ def test_rerun_resumes_without_redoing_steps(run, capsys):
 
 
 def test_from_scratch_tower_normalizes_with_dataset_statistics(run):
-    cfg, out = run
+    _, out = run
     processor = AutoProcessor.from_pretrained(out["train"]["model_dir"])
-    from vitune.data.images import CLIP_MEAN
-
     mean = processor.image_processor.image_mean
     # The world's light backgrounds put the data mean far above CLIP's.
     assert all(m > c + 0.2 for m, c in zip(mean, CLIP_MEAN, strict=True))
