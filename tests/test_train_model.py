@@ -137,3 +137,33 @@ def test_train_tiny_end_to_end(world, tmp_path):
     assert not [p for p in (tmp_path / "run").iterdir() if p.name.endswith(".tmp")]
     m, _ = load_pretrained(s["model_dir"])
     assert m.config.image_seq_length == N_IMG
+
+
+def test_warmup_curriculum_trains_perception_tasks_first(world, tmp_path):
+    import json
+
+    from vitune.train.pipeline import train_tiny
+
+    root, insts, _ = world
+    cfg = TrainConfig(
+        preset=PRESET,
+        vocab_size=300,
+        max_steps=6,
+        batch_size=2,
+        log_every=1,
+        warmup_tasks=["vqa"],
+        warmup_fraction=0.5,
+        pixel_norm="dataset",
+    )
+    s = train_tiny(insts, root, tmp_path / "run", cfg)
+    assert s["warmup"]["steps"] == 3 and s["steps"] == 6
+    assert s["warmup"]["samples"] == 3  # only the image questions, not the text-only chat sample
+    assert s["samples"] == 4
+    warm = [json.loads(x) for x in (tmp_path / "run" / "warmup" / "metrics.jsonl").read_text().splitlines()]
+    main = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in warm] == [1, 2, 3] and [m["step"] for m in main] == [1, 2, 3]
+    # Pixel statistics of the three solid images are saved with the processor.
+    _, proc = load_pretrained(s["model_dir"])
+    assert proc.image_processor.image_mean == pytest.approx([280 / 3 / 255, 260 / 3 / 255, 290 / 3 / 255], abs=1e-4)
+    with pytest.raises(ValueError, match="match no instance"):
+        train_tiny(insts, root, tmp_path / "bad", cfg.model_copy(update={"warmup_tasks": ["nope"]}))

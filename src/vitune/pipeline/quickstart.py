@@ -53,7 +53,15 @@ Say = Callable[[str], None]
 def quickstart_train_config() -> TrainConfig:
     """The tiny CPU recipe: 128 px images in 64 tokens, a 7-minute training budget on 2 cores."""
     return TrainConfig(
-        preset="tiny128", lr=2e-3, batch_size=16, max_steps=5000, time_budget_s=420, pixel_norm="dataset"
+        preset="tiny128",
+        lr=1e-3,
+        batch_size=16,
+        max_steps=5000,
+        time_budget_s=420,
+        pixel_norm="dataset",
+        # Perception first: the image pathway learns before text priors dominate the gradient.
+        warmup_tasks=["color_inventory", "object_inventory", "object_color", "object_shape"],
+        warmup_fraction=0.3,
     )
 
 

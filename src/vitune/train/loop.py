@@ -59,6 +59,10 @@ class TrainConfig(BaseModel):
     # "dataset": normalize pixels with the training images' own mean/std (for a tower trained from
     # scratch); "clip": CLIP's constants (for a pretrained CLIP tower).
     pixel_norm: Literal["clip", "dataset"] = "clip"
+    # Curriculum: train first on these tasks only (perception with a dense image signal) for this
+    # fraction of the steps/time budget, then on everything. Empty: one pass over everything.
+    warmup_tasks: list[str] = Field(default_factory=list)
+    warmup_fraction: float = Field(default=0.3, ge=0.0, lt=1.0)
     num_threads: int | None = None  # None: one per available core, at most 4
     log_every: int = Field(default=10, ge=1)
 

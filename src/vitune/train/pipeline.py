@@ -87,7 +87,31 @@ def train_tiny(
     log.info("data: %s", data_stats)
     t_prep = time.perf_counter() - t0
 
-    result = train(model, dataset, partial(collate, pad_id=tokenizer.pad_token_id), cfg, out, progress)
+    collate_fn = partial(collate, pad_id=tokenizer.pad_token_id)
+    warmup: dict[str, Any] | None = None
+    main_cfg = cfg
+    if cfg.warmup_tasks:
+        warm_instances = [i for i in instances if i.task in set(cfg.warmup_tasks)]
+        if not warm_instances:
+            raise ValueError(f"warmup_tasks {cfg.warmup_tasks} match no instance")
+        warm_ds, _, _ = build_dataset(warm_instances, encoder, images)
+        f = cfg.warmup_fraction
+        split = {
+            "max_steps": max(1, int(cfg.max_steps * f)) if cfg.max_steps else None,
+            "time_budget_s": cfg.time_budget_s * f if cfg.time_budget_s else None,
+        }
+        warm_cfg = cfg.model_copy(update={**split, "epochs": cfg.epochs * f})
+        warmup = train(model, warm_ds, collate_fn, warm_cfg, out / "warmup", progress)
+        rest = {
+            "max_steps": max(1, cfg.max_steps - warmup["steps"]) if cfg.max_steps else None,
+            "time_budget_s": cfg.time_budget_s - warmup["train_seconds"] if cfg.time_budget_s else None,
+        }
+        main_cfg = cfg.model_copy(update={**rest, "epochs": cfg.epochs * (1 - f)})
+    result = train(model, dataset, collate_fn, main_cfg, out, progress)
+    if warmup is not None:
+        result["warmup"] = warmup
+        result["first_loss"] = warmup["first_loss"]
+        result["steps"] += warmup["steps"]
     summary: dict[str, Any] = {
         **result,
         "config": cfg.model_dump(),
