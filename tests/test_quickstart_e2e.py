@@ -29,8 +29,12 @@ def test_loss_falls_and_counts_reconcile(run):
     t = out["train"]
     assert t["steps"] == 40
     assert t["last_loss"] < 0.7 * t["first_loss"]
+    # The recipe warms up on perception tasks for half the steps, then trains on everything.
+    warm = [json.loads(line) for line in (cfg.work / "train" / "warmup" / "metrics.jsonl").read_text().splitlines()]
     metrics = [json.loads(line) for line in (cfg.work / "train" / "metrics.jsonl").read_text().splitlines()]
-    assert metrics[0]["step"] == 1 and metrics[-1]["step"] == 40
+    n_warm = int(40 * cfg.train.warmup_fraction)
+    assert warm[0]["step"] == 1 and warm[-1]["step"] == n_warm
+    assert metrics[0]["step"] == 1 and metrics[-1]["step"] == 40 - n_warm
     build = out["build"]
     assert build["instances"] == sum(build["per_task"].values()) > 0
     assert set(build["per_task"]) == set(cfg.tasks)
@@ -47,20 +51,29 @@ def test_eval_table_has_model_and_baseline(run):
 
 
 def test_checkpoint_reloads_with_plain_transformers_and_answers(run):
+    from vitune.eval.vqa_eval import vqa_prompt
+    from vitune.sources.merge import load_world
+
     cfg, out = run
     model_dir = out["train"]["model_dir"]
     model = LlavaForConditionalGeneration.from_pretrained(model_dir)
     processor = AutoProcessor.from_pretrained(model_dir)
-    image = next((cfg.work / "world" / "images" / "val").glob("*.jpg"))
-    prompt = generation_prompt("vicuna_v1", [("user", "What color is the circle?")], True)
-    inputs = processor(text=prompt, images=Image.open(image).convert("RGB"), return_tensors="pt")
+    # Re-answer an evaluated question with plain transformers: same answer as the eval run gave.
+    first = json.loads((cfg.work / "eval" / "vqa_predictions.jsonl").read_text().splitlines()[0])
+    rec, qa = next(
+        (r, q) for r in load_world(cfg.work / "world", "val") for q in r.qas if str(q.question_id) == first["question_id"]
+    )
+    prompt = generation_prompt("vicuna_v1", [("user", vqa_prompt(qa.question))], True)
+    image = Image.open(cfg.work / "world" / "images" / rec.file_name).convert("RGB")
+    inputs = processor(text=prompt, images=image, return_tensors="pt")
     with torch.no_grad():
-        ids = model.generate(**inputs, max_new_tokens=8, do_sample=False)
-    answer = processor.tokenizer.decode(ids[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
-    assert answer.strip()
+        ids = model.generate(**inputs, max_new_tokens=16, do_sample=False)
+    new_tokens = ids[0, inputs["input_ids"].shape[1] :]
+    assert len(new_tokens) >= 1
+    assert processor.tokenizer.decode(new_tokens, skip_special_tokens=True).strip() == first["prediction"]
     # The chat template saved with the processor renders the same prompt.
     chat = processor.apply_chat_template(
-        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What color is the circle?"}]}],
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": vqa_prompt(qa.question)}]}],
         add_generation_prompt=True,
     )
     assert chat == prompt
