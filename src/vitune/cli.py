@@ -230,7 +230,7 @@ def quickstart(
     work: Annotated[Path, typer.Option(help="Work folder (re-running resumes).")] = Path("quickstart-run"),
     images: Annotated[int, typer.Option(min=20, help="Images in the embedded world.")] = 3000,
     seed: Annotated[int, typer.Option()] = 0,
-    train_minutes: Annotated[float | None, typer.Option(help="Wall-clock budget for training (None: fixed steps).")] = None,
+    train_minutes: Annotated[float | None, typer.Option(help="Wall-clock budget for training (default: the tiny recipe's 7 minutes).")] = None,
     max_steps: Annotated[int | None, typer.Option(min=1, help="Training steps (default: the tiny recipe's).")] = None,
     eval_questions: Annotated[int | None, typer.Option(min=1, help="Evaluate on at most N val questions.")] = None,
 ) -> None:
