@@ -143,6 +143,11 @@ def pct(num: float, den: float) -> float:
     return 100.0 * num / den if den else 0.0
 
 
+def group_pct(groups: Mapping[str, list[bool]]) -> dict[str, float]:
+    """Accuracy (percent) per group, groups in sorted order."""
+    return {k: pct(sum(v), len(v)) for k, v in sorted(groups.items())}
+
+
 def pair_predictions(
     preds: Mapping[str, str], items: Iterable[BenchItem], missing: Missing
 ) -> tuple[list[tuple[BenchItem, str | None]], int]:

@@ -24,6 +24,7 @@ from vitune.eval.benchmarks.base import (
     BenchItem,
     Benchmark,
     Missing,
+    group_pct,
     pair_predictions,
     pct,
     read_json,
@@ -76,8 +77,8 @@ class GQA(Benchmark):
             "benchmark": self.name,
             "metric": self.metric,
             "overall": pct(sum(hits.values()), len(hits)),
-            "per_category": {k: pct(sum(v), len(v)) for k, v in sorted(by_struct.items())},
-            "per_semantic": {k: pct(sum(v), len(v)) for k, v in sorted(by_sem.items())},
+            "per_category": group_pct(by_struct),
+            "per_semantic": group_pct(by_sem),
             "n": len(hits),
             "n_missing": n_missing,
         }

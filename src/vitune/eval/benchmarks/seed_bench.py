@@ -24,6 +24,7 @@ from vitune.eval.benchmarks.base import (
     BenchItem,
     Benchmark,
     Missing,
+    group_pct,
     pair_predictions,
     pct,
     read_json,
@@ -73,7 +74,7 @@ class SEEDBench(Benchmark):
             "benchmark": self.name,
             "metric": self.metric,
             "overall": pct(sum(hits), len(hits)),
-            "per_category": {k: pct(sum(v), len(v)) for k, v in sorted(by_type.items())},
+            "per_category": group_pct(by_type),
             "n": len(hits),
             "n_missing": n_missing,
         }
