@@ -12,6 +12,7 @@ too, which is what lets `merge` join them.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -157,20 +158,25 @@ def _annotation_target(
     return aid, iid, rec
 
 
+def _annotations(
+    t: Tally, anns: list[Any], records: dict[str, ImageRecord]
+) -> Iterator[tuple[str, dict[str, Any], str, str, ImageRecord]]:
+    """Count every annotation as seen; yield (locator, annotation, ids, record) for the resolvable ones."""
+    for j, a in enumerate(anns):
+        t.stats.seen += 1
+        loc = f"annotations[{j}]"
+        target = _annotation_target(t, loc, a, records)
+        if target is not None:
+            yield (loc, a, *target)
+
+
 def _read_instances(
     path: Path, anns: list[Any], cats: dict[str, str], result: SourceResult, ledger: Ledger
 ) -> None:
     t = Tally(ledger, STAGE, str(path), "annotations")
     st = t.stats
-    records = result.records
     ann_ids: set[str] = set()
-    for j, a in enumerate(anns):
-        st.seen += 1
-        loc = f"annotations[{j}]"
-        target = _annotation_target(t, loc, a, records)
-        if target is None:
-            continue
-        aid, iid, rec = target
+    for loc, a, aid, iid, rec in _annotations(t, anns, result.records):
         name = cats.get(as_id(a.get("category_id")))  # type: ignore[arg-type]
         if name is None:
             t.reject(loc, f"unknown category id {a.get('category_id')!r}", annotation_id=aid, image_id=iid)
@@ -195,15 +201,8 @@ def _read_instances(
 def _read_captions(path: Path, anns: list[Any], result: SourceResult, ledger: Ledger) -> None:
     t = Tally(ledger, STAGE, str(path), "annotations")
     st = t.stats
-    records = result.records
     ann_ids: set[str] = set()
-    for j, a in enumerate(anns):
-        st.seen += 1
-        loc = f"annotations[{j}]"
-        target = _annotation_target(t, loc, a, records)
-        if target is None:
-            continue
-        aid, iid, rec = target
+    for loc, a, aid, iid, rec in _annotations(t, anns, result.records):
         caption = clean_text(a.get("caption"))
         if caption is None:
             t.reject(loc, "missing or empty 'caption'", annotation_id=aid, image_id=iid)
