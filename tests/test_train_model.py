@@ -10,8 +10,8 @@ from PIL import Image
 from transformers import AutoProcessor, LlavaForConditionalGeneration
 
 from vitune.data.instance import Instance, Turn
+from vitune.eval.generate import Generator, GenItem
 from vitune.train.export import load_pretrained, save_pretrained
-from vitune.train.infer import generate_answers
 from vitune.train.labels import ImageCache, LabelEncoder, build_dataset, collate
 from vitune.train.loop import TrainConfig, train
 from vitune.train.model import PRESETS, build_model, processor_for, set_trainable
@@ -115,7 +115,8 @@ def test_export_reload_generate_same_tokens(world, tmp_path):
     assert a.shape[1] > proc(text=prompt, images=img, return_tensors="pt")["input_ids"].shape[1]
     # The batched helper (left padding, mixed image/text-only) agrees with the one-by-one call.
     m3, p3 = load_pretrained(out_dir)
-    answers = generate_answers(m3, p3, [(img, "What color is it?"), (None, "Say hi.")], max_new_tokens=6)
+    gen3 = Generator(m3, p3, max_new_tokens=6)
+    answers = gen3.generate([GenItem("What color is it?", img), GenItem("Say hi.")])
     n_in = proc(text=prompt, images=img, return_tensors="pt")["input_ids"].shape[1]
     assert answers[0] == tok.decode(a[0, n_in:], skip_special_tokens=True).strip()
     assert len(answers) == 2

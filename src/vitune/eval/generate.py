@@ -25,9 +25,10 @@ from dataclasses import dataclass
 
 import torch
 from PIL import Image
-from transformers import AutoProcessor, LlavaForConditionalGeneration
+from transformers import LlavaForConditionalGeneration
 
 from vitune.data.images import expand2square, load_rgb, pad_color
+from vitune.train.export import load_pretrained
 from vitune.train.templates import generation_prompt
 
 
@@ -37,16 +38,6 @@ class GenItem:
 
     text: str
     image: str | os.PathLike | Image.Image | None = None
-
-
-def load_model(
-    model_dir: str | os.PathLike, *, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
-) -> tuple[LlavaForConditionalGeneration, object]:
-    """Load a saved Llava model and its processor from `model_dir` (local files only, no download)."""
-    model = LlavaForConditionalGeneration.from_pretrained(model_dir, dtype=dtype, local_files_only=True)
-    model.to(device).eval()
-    processor = AutoProcessor.from_pretrained(model_dir, local_files_only=True)
-    return model, processor
 
 
 def _prepare_image(image: str | os.PathLike | Image.Image, image_processor: object) -> Image.Image:
@@ -88,7 +79,7 @@ class Generator:
 
     @classmethod
     def from_dir(cls, model_dir: str | os.PathLike, *, device: str = "cpu", **kwargs) -> Generator:
-        model, processor = load_model(model_dir, device=device)
+        model, processor = load_pretrained(model_dir, device=device)
         return cls(model, processor, **kwargs)
 
     def prompt(self, text: str, has_image: bool) -> str:

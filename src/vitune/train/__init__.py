@@ -1,5 +1,5 @@
 """Training: tokenizer, tiny/pretrained LLaVA models, conversation templates, label masking, loops.
 
-Entry points: `pipeline.train_tiny` (instances -> trained, exported tiny LLaVA), `export.load_pretrained`
-and `infer.generate_answers` (reload with plain transformers and answer questions greedily).
+Entry points: `pipeline.train_tiny` (instances -> trained, exported tiny LLaVA) and
+`export.load_pretrained` (reload with plain transformers); greedy answering is `eval.generate.Generator`.
 """

@@ -51,9 +51,11 @@ def save_pretrained(
     return out
 
 
-def load_pretrained(model_dir: str | os.PathLike) -> tuple[LlavaForConditionalGeneration, Any]:
-    """Reload with plain transformers (what any downstream user would do)."""
-    model = LlavaForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32)
-    processor = AutoProcessor.from_pretrained(model_dir)
-    model.eval()
+def load_pretrained(
+    model_dir: str | os.PathLike, *, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
+) -> tuple[LlavaForConditionalGeneration, Any]:
+    """Reload with plain transformers (what any downstream user would do), local files only."""
+    model = LlavaForConditionalGeneration.from_pretrained(model_dir, dtype=dtype, local_files_only=True)
+    model.to(device).eval()
+    processor = AutoProcessor.from_pretrained(model_dir, local_files_only=True)
     return model, processor
