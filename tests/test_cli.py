@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -32,6 +33,10 @@ def test_world_then_build(tmp_path):
     manifest = read_manifest(tmp_path / "b" / "instances")
     assert set(manifest["per_task"]) == {"object_color", "vqa_short_answer"}
     assert manifest["per_task"]["vqa_short_answer"] == 15  # capped
+    assert manifest["build"]["candidates"]["vqa_short_answer"] > 15
+    assert manifest["per_category"] == {"perception": sum(manifest["per_task"].values())}
+    inputs = {Path(i["path"]).name for i in manifest["inputs"]}
+    assert {"instances_train.json", "objects.json", "v2_mscoco_train_annotations.json"} <= inputs
     insts = read_instances(tmp_path / "b" / "instances")
     llava = read_llava_json(tmp_path / "b" / "llava.json")
     assert [i.id for i in insts] == [i.id for i in llava]

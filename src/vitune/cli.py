@@ -107,25 +107,21 @@ def build(
 ) -> None:
     """Build instances (Parquet + manifest), a LLaVA JSON export and the rejected ledger."""
     from vitune.data.ledger import Ledger
-    from vitune.data.llava import write_llava_json
-    from vitune.data.store import write_instance_set
     from vitune.sources.merge import load_world
-    from vitune.tasks.build import BuildReport, build_instances
+    from vitune.tasks.build import build_to_dir
     from vitune.tasks.spec import registry
+    from vitune.world.layout import WorldLayout
 
     names = task or sorted(registry())
     ledger = Ledger()
     records = load_world(world_dir, split, ledger)
-    report = BuildReport()
-    instances = build_instances(records, names, cap=cap, seed=seed, ledger=ledger, report=report)
-    manifest = write_instance_set(
-        instances, out / "instances", extra={"seed": seed, "cap": cap, "tasks": names, "build": report.to_dict(), "rejected": len(ledger)}
+    manifest = build_to_dir(
+        records, names, out, cap=cap, seed=seed, ledger=ledger, inputs=WorldLayout(world_dir).annotation_files(split)
     )
-    write_llava_json(instances, out / "llava.json", with_task=True)
-    ledger.write(out / "rejected.jsonl")
+    report = manifest["build"]
     table = Table("task", "candidates", "kept")
     for name in names:
-        table.add_row(name, str(report.candidates[name]), str(report.kept[name]))
+        table.add_row(name, str(report["candidates"][name]), str(report["kept"][name]))
     console.print(table)
     console.print(f"{len(records)} images -> {manifest['count']} instances; {len(ledger)} rejected (see {out / 'rejected.jsonl'})")
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -23,16 +22,13 @@ from typing import Any
 
 from vitune import __version__
 from vitune.data.ledger import Ledger
-from vitune.data.llava import write_llava_json
 from vitune.data.records import ImageRecord
-from vitune.data.store import read_instances, write_instance_set
+from vitune.data.store import read_instances
 from vitune.pipeline.steps import is_done, mark_done, read_result
 from vitune.sources.merge import load_world
-from vitune.tasks.build import BuildReport, build_instances
-from vitune.tasks.spec import get_task
+from vitune.tasks.build import build_to_dir
 from vitune.train.loop import TrainConfig
 from vitune.utils.atomic import write_json
-from vitune.utils.hashing import file_fingerprint
 from vitune.world.layout import WorldLayout
 
 DEFAULT_TASKS = [
@@ -78,10 +74,6 @@ class QuickstartConfig:
     train: TrainConfig = field(default_factory=lambda: quickstart_train_config())
 
 
-def _records(world: Path, split: str, ledger: Ledger) -> list[ImageRecord]:
-    return load_world(world, split, ledger)
-
-
 def step_world(cfg: QuickstartConfig, say: Say, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     from vitune.world.generate import generate_world
 
@@ -106,27 +98,11 @@ def step_build(cfg: QuickstartConfig, say: Say) -> dict[str, Any]:
         say(f"build: reusing {d}")
         return read_result(d)
     ledger = Ledger()
-    records = _records(world, "train", ledger)
-    report = BuildReport()
-    instances = build_instances(records, cfg.tasks, cap=cfg.cap, seed=cfg.seed, ledger=ledger, report=report)
+    records = load_world(world, "train", ledger)
     layout = WorldLayout(world)
-    inputs = [layout.coco_instances("train"), layout.coco_captions("train"), layout.vqa_questions("train"), layout.vqa_annotations("train")]
-    per_category = Counter(get_task(i.task).spec.category for i in instances)
-    manifest = write_instance_set(
-        instances,
-        d / "instances",
-        extra={
-            "seed": cfg.seed,
-            "cap": cfg.cap,
-            "tasks": cfg.tasks,
-            "per_category": dict(sorted(per_category.items())),
-            "build": report.to_dict(),
-            "inputs": [file_fingerprint(p) for p in inputs if p.exists()],
-            "rejected": len(ledger),
-        },
+    manifest = build_to_dir(
+        records, cfg.tasks, d, cap=cfg.cap, seed=cfg.seed, ledger=ledger, inputs=layout.annotation_files("train")
     )
-    write_llava_json(instances, d / "llava.json")
-    ledger.write(d / "rejected.jsonl")
     result = {"records": len(records), "instances": manifest["count"], "per_task": manifest["per_task"], "rejected": len(ledger)}
     mark_done(d, params, result)
     say(f"build: {len(records)} images -> {manifest['count']} instances ({len(ledger)} rejected)")
@@ -166,8 +142,8 @@ def step_eval(cfg: QuickstartConfig, say: Say) -> dict[str, Any]:
         shutil.rmtree(d)
     write_json(started, params, indent=2)
     ledger = Ledger()
-    train_qas = [qa for r in _records(world, "train", ledger) for qa in r.qas]
-    records = _records(world, cfg.eval_split, ledger)
+    train_qas = [qa for r in load_world(world, "train", ledger) for qa in r.qas]
+    records = load_world(world, cfg.eval_split, ledger)
     if cfg.eval_questions is not None:
         records = _limit_questions(records, cfg.eval_questions)
     result = run_vqa_eval(records, WorldLayout(world).image_root, train_qas, d, model_dir=Path(train["model_dir"]))

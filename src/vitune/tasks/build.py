@@ -7,9 +7,13 @@ derived from the seed and task name, so adding a task never changes another task
 
 from __future__ import annotations
 
+import os
 import random
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from vitune.data.instance import Instance, Turn
 from vitune.data.ledger import Ledger
@@ -88,3 +92,46 @@ def build_instances(
             report.capped[name] = n - len(items)
         out.extend(items)
     return out
+
+
+def build_to_dir(
+    records: list[ImageRecord],
+    task_names: list[str],
+    out: str | os.PathLike,
+    *,
+    cap: int = DEFAULT_CAP,
+    seed: int = 0,
+    ledger: Ledger | None = None,
+    inputs: Iterable[Path] = (),
+) -> dict[str, Any]:
+    """Build instances and write them: `instances/` (Parquet + manifest), `llava.json`, `rejected.jsonl`.
+
+    The manifest records per-task and per-category counts, candidates before the cap, the seed and
+    the input files with their checksums. Returns the manifest.
+    """
+    from vitune.data.llava import write_llava_json
+    from vitune.data.store import write_instance_set
+    from vitune.utils.hashing import file_fingerprint
+
+    out = Path(out)
+    ledger = ledger if ledger is not None else Ledger()
+    report = BuildReport()
+    instances = build_instances(records, task_names, cap=cap, seed=seed, ledger=ledger, report=report)
+    per_category = Counter(get_task(i.task).spec.category for i in instances)
+    manifest = write_instance_set(
+        instances,
+        out / "instances",
+        extra={
+            "seed": seed,
+            "cap": cap,
+            "tasks": list(task_names),
+            "records": len(records),
+            "per_category": dict(sorted(per_category.items())),
+            "build": report.to_dict(),
+            "inputs": [file_fingerprint(p) for p in inputs],
+            "rejected": len(ledger),
+        },
+    )
+    write_llava_json(instances, out / "llava.json", with_task=True)
+    ledger.write(out / "rejected.jsonl")
+    return manifest

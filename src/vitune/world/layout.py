@@ -62,3 +62,9 @@ class WorldLayout:
 
     def vqa_annotations(self, split: str) -> Path:
         return self.root / "vqav2" / f"v2_mscoco_{split}_annotations.json"
+
+    def annotation_files(self, split: str) -> list[Path]:
+        """Every annotation file a split's records are read from (for manifests and checksums)."""
+        vg = [self.vg(n) for n in ("image_data", "objects", "attributes", "relationships", "region_descriptions")]
+        split_files = [self.coco_instances(split), self.coco_captions(split), self.vqa_questions(split), self.vqa_annotations(split)]
+        return [p for p in [*split_files, *vg] if p.exists()]
