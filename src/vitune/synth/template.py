@@ -17,30 +17,8 @@ from dataclasses import dataclass, field
 from vitune.data.records import Box, ImageRecord
 from vitune.synth.context import iou
 from vitune.utils.hashing import derive_seed
+from vitune.utils.text import COLOR_WORDS, plural
 
-COLOR_WORDS = [
-    "red",
-    "orange",
-    "yellow",
-    "green",
-    "blue",
-    "purple",
-    "pink",
-    "brown",
-    "black",
-    "white",
-    "gray",
-    "grey",
-    "silver",
-    "gold",
-    "beige",
-    "tan",
-    "cyan",
-    "teal",
-    "navy",
-    "maroon",
-    "violet",
-]
 SIZE_WORDS = {"tiny", "small", "medium", "large", "big", "huge"}
 PROBE_NAMES = ("circle", "square", "triangle", "star", "hexagon", "diamond", "sign", "dog", "car", "cup")
 CORNERS = {"triangle": 3, "square": 4, "diamond": 4, "sign": 4, "hexagon": 6, "star": 10, "circle": 0}
@@ -78,16 +56,6 @@ class Entity:
     size: str = ""
     text: str = ""
     ids: set[str] = field(default_factory=set)
-
-
-def plural(name: str, n: int = 2) -> str:
-    if n == 1:
-        return name
-    if name.endswith(("s", "x", "ch", "sh")):
-        return name + "es"
-    if name.endswith("y") and name[-2:-1] not in "aeiou":
-        return name[:-1] + "ies"
-    return name + "s"
 
 
 def num(n: int) -> str:

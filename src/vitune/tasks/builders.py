@@ -11,18 +11,7 @@ from collections import Counter
 
 from vitune.data.records import ImageRecord, ObjectAnn
 from vitune.tasks.spec import BuildContext, Sample, builder
-
-COLOR_WORDS = frozenset(
-    ["red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white", "gray", "grey", "cyan", "magenta"]
-)
-
-
-def plural(noun: str) -> str:
-    if noun.endswith(("s", "x", "z", "ch", "sh")):
-        return noun + "es"
-    if noun.endswith("y") and len(noun) > 1 and noun[-2] not in "aeiou":
-        return noun[:-1] + "ies"
-    return noun + "s"
+from vitune.utils.text import COLOR_WORDS, plural
 
 
 def objects_of(record: ImageRecord, prefer: str) -> list[ObjectAnn]:
