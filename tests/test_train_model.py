@@ -134,6 +134,14 @@ def test_train_tiny_end_to_end(world, tmp_path):
         {"id": "long", "reason": "first turn pair longer than max_length"}
     ]
     assert (tmp_path / "run" / "rejected.jsonl").read_text().count("\n") == 1
+    from vitune.data.ledger import Ledger
+
+    [row] = Ledger.read(tmp_path / "run" / "rejected.jsonl")
+    assert (row["stage"], row["locator"], row["reason"]) == (
+        "train.labels",
+        "id=long",
+        "first turn pair longer than max_length",
+    )
     assert (tmp_path / "run" / "model" / "model.safetensors").exists()
     assert not [p for p in (tmp_path / "run").iterdir() if p.name.endswith(".tmp")]
     m, _ = load_pretrained(s["model_dir"])

@@ -19,11 +19,13 @@ from typing import Any
 
 from vitune.data.images import CLIP_MEAN, CLIP_STD, pixel_statistics
 from vitune.data.instance import Instance
+from vitune.data.ledger import Ledger
 from vitune.train.export import save_pretrained
 from vitune.train.labels import ImageCache, LabelEncoder, build_dataset, collate
 from vitune.train.loop import ProgressFn, TrainConfig, seed_everything, train
 from vitune.train.model import build_model, get_preset, processor_for, set_trainable
 from vitune.train.tokenizer import corpus_texts, train_tokenizer
+from vitune.utils.atomic import write_text
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +81,10 @@ def train_tiny(
     encoder = LabelEncoder(tokenizer, preset.image_seq_length, cfg.template, cfg.max_length)
     images = ImageCache(image_root, processor.image_processor) if image_root is not None else None
     dataset, rejected, data_stats = build_dataset(instances, encoder, images)
-    with open(out / "rejected.jsonl", "w", encoding="utf-8") as fh:
-        for r in rejected:
-            fh.write(
-                json.dumps({"id": r.id, "reason": r.reason, "detail": r.detail}, ensure_ascii=False) + "\n"
-            )
+    ledger = Ledger()
+    for r in rejected:
+        ledger.reject("train.labels", "", f"id={r.id}", r.reason, **r.detail)
+    ledger.write(out / "rejected.jsonl")
     log.info("data: %s", data_stats)
     t_prep = time.perf_counter() - t0
 
@@ -126,5 +127,5 @@ def train_tiny(
     summary["model_dir"] = str(model_dir)
     summary["total_seconds"] = time.perf_counter() - t0
     summary["peak_rss_mb"] = peak_rss_mb()
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+    write_text(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     return summary
