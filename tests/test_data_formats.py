@@ -177,3 +177,21 @@ def test_pixel_statistics_and_pad_colour(tmp_path):
     assert pad_color(object()) == tuple(int(c * 255) for c in CLIP_MEAN)
     sq = expand2square(Image.new("RGB", (4, 2), (0, 0, 0)), pad_color(Proc()))
     assert sq.size == (4, 4) and sq.getpixel((0, 0)) == (127, 63, 255) and sq.getpixel((0, 1)) == (0, 0, 0)
+
+
+def test_dir_fingerprint_changes_when_weights_are_rewritten(tmp_path):
+    import os
+
+    from vitune.utils.hashing import dir_fingerprint
+
+    (tmp_path / "config.json").write_text("{}")
+    w = tmp_path / "model.safetensors"
+    w.write_bytes(b"a" * 10)
+    (tmp_path / "notes.txt").write_text("ignored")
+    first = dir_fingerprint(tmp_path)
+    (tmp_path / "notes.txt").write_text("still ignored")
+    assert dir_fingerprint(tmp_path) == first
+    st = w.stat()
+    w.write_bytes(b"b" * 10)  # same size, retrained in place
+    os.utime(w, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    assert dir_fingerprint(tmp_path) != first

@@ -26,6 +26,7 @@ from vitune.eval.generate import Generator, GenItem
 from vitune.eval.vqav2 import score_vqa
 from vitune.sources.paths import resolve_image
 from vitune.utils.atomic import write_json
+from vitune.utils.hashing import dir_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,8 @@ def run_vqa_eval(
     out.mkdir(parents=True, exist_ok=True)
     settings = {
         "model_dir": str(Path(model_dir).resolve()) if model_dir is not None else "<answer_fn>",
+        # A model retrained in place keeps its path; its answers must not be mixed with the old ones.
+        "model_fingerprint": dir_fingerprint(Path(model_dir)) if model_dir is not None else None,
         "prompt_suffix": VQA_PROMPT_SUFFIX,
         "template": "vicuna_v1",
         "max_new_tokens": max_new_tokens,

@@ -33,3 +33,13 @@ def file_fingerprint(path: Path) -> dict:
     """What a manifest records of an input file."""
     st = path.stat()
     return {"path": str(path), "bytes": st.st_size, "sha256": sha256_file(path)}
+
+
+def dir_fingerprint(path: Path, patterns: tuple[str, ...] = ("*.safetensors", "*.bin", "config.json")) -> str:
+    """A cheap identity of a checkpoint folder: names, sizes and mtimes of its weight/config files.
+
+    Changes when a model is retrained in place; costs no read of multi-GB weights.
+    """
+    files = sorted({f for pat in patterns for f in Path(path).glob(pat)})
+    key = "\x1f".join(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
+    return short_hash(key, 16)
