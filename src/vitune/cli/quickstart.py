@@ -1,0 +1,54 @@
+"""`vitune quickstart`: the whole pipeline on the embedded world, ending in a results table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from vitune.cli.app import app
+from vitune.utils.progress import console
+
+
+@app.command()
+def quickstart(
+    work: Annotated[Path, typer.Option(help="Work folder (re-running resumes).")] = Path("quickstart-run"),
+    images: Annotated[int, typer.Option(min=20, help="Images in the embedded world.")] = 3000,
+    seed: Annotated[int, typer.Option()] = 0,
+    train_minutes: Annotated[
+        float | None,
+        typer.Option(help="Wall-clock budget for training (default: the tiny recipe's 7 minutes)."),
+    ] = None,
+    max_steps: Annotated[
+        int | None, typer.Option(min=1, help="Training steps (default: the tiny recipe's).")
+    ] = None,
+    eval_questions: Annotated[
+        int | None, typer.Option(min=1, help="Evaluate on at most N val questions.")
+    ] = None,
+) -> None:
+    """World -> build -> train -> eval on the embedded world, then print the results table."""
+    from vitune.pipeline.quickstart import QuickstartConfig, run_quickstart
+
+    cfg = QuickstartConfig(work=work, images=images, seed=seed, eval_questions=eval_questions)
+    cfg.train.seed = seed
+    if max_steps is not None:
+        cfg.train.max_steps = max_steps
+    if train_minutes is not None:
+        cfg.train.time_budget_s = train_minutes * 60
+    results = run_quickstart(cfg)
+    console.print(results_table(results["eval"]))
+    console.print(f"results: {work / 'eval'}")
+
+
+def results_table(results: dict) -> Table:
+    from vitune.eval.vqa_eval import TABLE_COLUMNS, vqa_table_rows
+
+    table = Table(
+        *TABLE_COLUMNS,
+        title="VQAv2 accuracy (official rule) on held-out images: model vs majority-answer baseline",
+    )
+    for row in vqa_table_rows(results):
+        table.add_row(*row)
+    return table
