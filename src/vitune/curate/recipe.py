@@ -34,13 +34,12 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+from vitune.utils.config import ConfigError, fill_variables, read_yaml, validate
 
 
-class RecipeError(ValueError):
+class RecipeError(ConfigError):
     """A recipe that cannot be used; the message names the file and the field."""
 
 
@@ -239,57 +238,12 @@ class Recipe(_Strict):
         return [s.name or f"{k + 1:02d}-{s.type}" for k, s in enumerate(self.steps)]
 
 
-def _substitute(obj: Any, variables: dict[str, str | None], where: str, missing: list[str]) -> Any:
-    if isinstance(obj, str):
-
-        def rep(m: re.Match) -> str:
-            v = variables.get(m.group(1))
-            if v is None:
-                missing.append(f"{where}: ${{{m.group(1)}}}")
-                return m.group(0)
-            return str(v)
-
-        return _VAR.sub(rep, obj)
-    if isinstance(obj, dict):
-        return {
-            k: (v if k == "variables" else _substitute(v, variables, f"{where}.{k}" if where else k, missing))
-            for k, v in obj.items()
-        }
-    if isinstance(obj, list):
-        return [_substitute(v, variables, f"{where}[{i}]", missing) for i, v in enumerate(obj)]
-    return obj
-
-
-def _format_errors(path: str, err: ValidationError) -> str:
-    lines = [f"{path}: invalid recipe ({err.error_count()} error(s))"]
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        lines.append(f"  {loc}: {e['msg']}")
-    return "\n".join(lines)
-
-
 def parse_recipe(
     data: Any, source: str = "<recipe>", variables: dict[str, str] | None = None, base_dir: Path | None = None
 ) -> Recipe:
     """Validate a recipe mapping; `${var}` filled from `variables` over the recipe's defaults."""
-    if not isinstance(data, dict):
-        raise RecipeError(f"{source}: a recipe must be a mapping, got {type(data).__name__}")
-    defaults = data.get("variables") or {}
-    if not isinstance(defaults, dict):
-        raise RecipeError(f"{source}: variables: must be a mapping")
-    merged = {str(k): (None if v is None else str(v)) for k, v in defaults.items()}
-    merged.update({k: str(v) for k, v in (variables or {}).items()})
-    missing: list[str] = []
-    filled = _substitute(data, merged, "", missing)
-    if missing:
-        raise RecipeError(
-            f"{source}: unset variable(s), pass them with --var NAME=VALUE: " + "; ".join(missing)
-        )
-    filled["variables"] = merged
-    try:
-        recipe = Recipe.model_validate(filled)
-    except ValidationError as e:
-        raise RecipeError(_format_errors(source, e)) from None
+    filled = fill_variables(data, source, variables, RecipeError)
+    recipe = validate(Recipe, filled, source, "recipe", RecipeError)
     if base_dir is not None:
         for inp in recipe.inputs:
             inp.path = str(base_dir / inp.path) if not Path(inp.path).is_absolute() else inp.path
@@ -306,15 +260,7 @@ def parse_recipe(
 def load_recipe(path: str | Path, variables: dict[str, str] | None = None) -> Recipe:
     """Read and validate a YAML recipe file; errors name the file and the field."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise RecipeError(f"{path}: cannot read ({e.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise RecipeError(f"{path}: invalid YAML: {e}") from None
-    return parse_recipe(data, str(path), variables, base_dir=path.parent)
+    return parse_recipe(read_yaml(path, RecipeError), str(path), variables, base_dir=path.parent)
 
 
 def bundled_recipes() -> dict[str, Path]:
