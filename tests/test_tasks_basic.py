@@ -12,7 +12,13 @@ from vitune.tasks.spec import _parse_catalog, registry
 
 def test_catalog_tasks_all_have_builders_and_categories():
     tasks = registry()
-    assert {"coco_caption_coarse", "vqa_short_answer", "object_counting", "object_color", "object_existence"} <= set(tasks)
+    assert {
+        "coco_caption_coarse",
+        "vqa_short_answer",
+        "object_counting",
+        "object_color",
+        "object_existence",
+    } <= set(tasks)
     for t in tasks.values():
         assert t.spec.instruction and t.spec.category
 
@@ -21,20 +27,28 @@ def test_catalog_errors_name_the_task():
     with pytest.raises(ValueError, match="task 'x': missing source"):
         _parse_catalog({"x": {"category": "c", "instruction": "i", "output": "o"}}, "cat.yaml")
     with pytest.raises(ValueError, match="unknown keys"):
-        _parse_catalog({"x": {"category": "c", "source": "s", "instruction": "i", "output": "o", "oops": 1}}, "cat.yaml")
+        _parse_catalog(
+            {"x": {"category": "c", "source": "s", "instruction": "i", "output": "o", "oops": 1}}, "cat.yaml"
+        )
 
 
 def test_rendered_instances(records):
     got = build_instances(records[:1], ["vqa_short_answer", "object_counting", "object_color"], seed=0)
     by_task = {i.task: i for i in got}
     vqa = by_task["vqa_short_answer"]
-    assert vqa.turns[0].text == "What color is the circle?\nAnswer the question using a single word or phrase."
+    assert (
+        vqa.turns[0].text == "What color is the circle?\nAnswer the question using a single word or phrase."
+    )
     assert vqa.turns[1].text == "red"
     count = by_task["object_counting"]
     # Counting uses COCO objects only (VG repeats them after merging): 1 circle or 2 squares.
-    assert count.turns[0].text.endswith(("How many circles are there in the image?", "How many squares are there in the image?"))
+    assert count.turns[0].text.endswith(
+        ("How many circles are there in the image?", "How many squares are there in the image?")
+    )
     assert count.turns[1].text == ("1" if "circles" in count.turns[0].text else "2")
-    assert count.turns[0].text.startswith("Count the objects of the named category in the image and answer with a number.\n\n")
+    assert count.turns[0].text.startswith(
+        "Count the objects of the named category in the image and answer with a number.\n\n"
+    )
     color = by_task["object_color"]
     # Squares are not unique, so only the circle qualifies.
     assert color.turns[0].text.endswith("Object: circle") and color.turns[1].text == "The circle is red."

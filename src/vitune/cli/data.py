@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.table import Table
@@ -64,7 +64,7 @@ def tasks_show(
     console.print(f"[bold]output template:[/bold] {task.spec.output}")
     with tempfile.TemporaryDirectory() as tmp:
         generate_world(tmp, 40, seed, workers=1)
-        records = load_world(tmp, "train", Ledger())
+        records = load_world(tmp, "train", Ledger(), extras=True)
         got = build_instances(records, [name], cap=samples, seed=seed)
     for inst in got[:samples]:
         console.rule(f"{inst.id}  image={inst.image}")
@@ -72,43 +72,156 @@ def tasks_show(
         console.print(f"[magenta]ASSISTANT:[/magenta] {inst.turns[1].text}")
 
 
+def _fail(e: Exception) -> NoReturn:
+    """Print an input error (file, record, reason) unwrapped, and exit 1."""
+    from rich.markup import escape
+
+    console.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
+    raise typer.Exit(1)
+
+
 @app.command()
 def build(
+    out: Annotated[Path, typer.Option(help="Output folder for the instance set and exports.")],
     world_dir: Annotated[
-        Path, typer.Option("--world", help="An embedded world folder (from `vitune world`).")
-    ],
-    out: Annotated[Path, typer.Option(help="Output folder for the instance set.")],
-    split: Annotated[str, typer.Option(help="Which split to build from.")] = "train",
-    task: Annotated[list[str] | None, typer.Option(help="Task name (repeatable); default: all.")] = None,
+        Path | None, typer.Option("--world", help="An embedded world folder (from `vitune world`).")
+    ] = None,
+    sources: Annotated[
+        Path | None,
+        typer.Option("--sources", help="A sources YAML (SourceSpec fields; paths relative to it)."),
+    ] = None,
+    source: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--source",
+            help="KIND=PATH (repeatable), e.g. coco_instances=..., coco_captions=..., vg=DIR, "
+            "vqa_questions=..., vqa_annotations=..., gqa=..., textvqa=..., scienceqa=..., "
+            "refcoco=..., imagefolder=DIR, or an option such as coco_image_subdir=train2014.",
+        ),
+    ] = None,
+    image_root: Annotated[
+        Path | None, typer.Option(help="Folder the image paths are relative to (with --source).")
+    ] = None,
+    split: Annotated[
+        str | None, typer.Option(help="Split to build from (world default: train; overrides the YAML's).")
+    ] = None,
+    task: Annotated[list[str] | None, typer.Option(help="Task name (repeatable).")] = None,
+    category: Annotated[list[str] | None, typer.Option(help="Vision-Flan category (repeatable).")] = None,
+    tasks_file: Annotated[
+        Path | None, typer.Option(help="YAML list of task names / categories, optionally with caps.")
+    ] = None,
     cap: Annotated[
         int, typer.Option(min=1, help="Per-task cap (Vision-Flan: 10,000; public release: 1,000).")
     ] = 10_000,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(help="Seed: same inputs and seed, same bytes.")] = 0,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Processes building tasks (output does not depend on it).")
+    ] = 2,
+    export: Annotated[
+        list[str] | None, typer.Option(help="Export format (repeatable): llava, visionflan. Default: both.")
+    ] = None,
+    paraphrase: Annotated[
+        bool, typer.Option(help="Draw each instruction from the catalog's paraphrases (seeded).")
+    ] = False,
+    flatten_images: Annotated[
+        bool,
+        typer.Option(help="Hard-link (or copy) images to OUT/images/<task>_<idx>_<file> for the exports."),
+    ] = False,
 ) -> None:
-    """Build instances (Parquet + manifest), a LLaVA JSON export and the rejected ledger."""
-    from vitune.data.ledger import Ledger
-    from vitune.sources.merge import load_world
-    from vitune.tasks.build import build_to_dir
-    from vitune.tasks.spec import registry
-    from vitune.world.layout import WorldLayout
+    """Build instances (Parquet + manifest), LLaVA / Vision-Flan JSON exports and the rejected ledger.
 
-    names = task or sorted(registry())
-    ledger = Ledger()
-    records = load_world(world_dir, split, ledger)
-    manifest = build_to_dir(
-        records,
-        names,
-        out,
-        cap=cap,
-        seed=seed,
-        ledger=ledger,
-        inputs=WorldLayout(world_dir).annotation_files(split),
+    Tasks: --task / --category / --tasks-file (default: every task). Sources: --world, --sources or
+    --source (one of them).
+    """
+    from vitune.data.ledger import Ledger
+    from vitune.sources.spec import (
+        SpecError,
+        load_sources,
+        load_spec_file,
+        load_world_sources,
+        spec_from_pairs,
     )
+    from vitune.tasks.build import build_to_dir
+    from vitune.tasks.export import EXPORTS
+    from vitune.tasks.select import SelectionError, select_tasks
+
+    modes = [m for m, v in (("--world", world_dir), ("--sources", sources), ("--source", source)) if v]
+    if len(modes) != 1:
+        raise typer.BadParameter(
+            f"give exactly one of --world, --sources, --source (got {', '.join(modes) or 'none'})"
+        )
+    bad = [e for e in export or [] if e not in EXPORTS]
+    if bad:
+        raise typer.BadParameter(
+            f"unknown export {bad[0]!r}; known: {', '.join(EXPORTS)}", param_hint="--export"
+        )
+    try:
+        sel = select_tasks(task or [], category or [], tasks_file, cap=cap)
+        spec = None
+        if sources is not None:
+            spec, kind = load_spec_file(sources, split=split), "sources"
+        elif source:
+            if image_root is None:
+                raise SpecError("--source needs --image-root (the folder image paths are relative to)")
+            spec, kind = spec_from_pairs(source, image_root=image_root, split=split or ""), "source"
+    except (SelectionError, SpecError) as e:
+        raise typer.BadParameter(str(e)) from None
+    ledger = Ledger()
+    try:
+        with console.status("reading sources"):
+            if spec is None:
+                assert world_dir is not None
+                kind, loaded = "world", load_world_sources(world_dir, split or "train", ledger)
+            else:
+                loaded = load_sources(spec, ledger)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(e)
+    described = {
+        "kind": kind,
+        "path": str(world_dir or sources or ""),
+        "spec": loaded.described,
+        "reconcile": loaded.reconcile(),
+    }
+    with make_progress() as prog:
+        bar = prog.add_task("build", total=len(sel.tasks), info="")
+        done = [0]
+
+        def advance(name: str, kept: int) -> None:
+            done[0] += kept
+            prog.update(bar, advance=1, info=f"{done[0]:,} instances ({name})")
+
+        try:
+            manifest = build_to_dir(
+                loaded.records,
+                sel.tasks,
+                out,
+                cap=cap,
+                caps=sel.caps,
+                seed=seed,
+                ledger=ledger,
+                inputs=loaded.inputs,
+                workers=workers,
+                exports=export or EXPORTS,
+                flatten_images=flatten_images,
+                paraphrase=paraphrase,
+                image_root=loaded.image_root,
+                sources=described,
+                selection=sel.asked,
+                progress=advance,
+            )
+        except (FileNotFoundError, ValueError) as e:
+            _fail(e)
     report = manifest["build"]
-    table = Table("task", "candidates", "kept")
-    for name in names:
-        table.add_row(name, str(report["candidates"][name]), str(report["kept"][name]))
+    table = Table("task", "category", "candidates", "kept")
+    for name in sel.tasks:
+        table.add_row(
+            name,
+            manifest["task_categories"][name],
+            str(report["candidates"][name]),
+            str(report["kept"][name]),
+        )
     console.print(table)
     console.print(
-        f"{len(records)} images -> {manifest['count']} instances; {len(ledger)} rejected (see {out / 'rejected.jsonl'})"
+        f"{manifest['records']} images -> {manifest['count']} instances in {len(sel.tasks)} tasks; "
+        f"{len(ledger)} rejected (see {out / 'rejected.jsonl'})"
     )

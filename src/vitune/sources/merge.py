@@ -10,9 +10,11 @@ numerically, then the rest), so the same inputs always give the same list.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vitune.data.ledger import Ledger
 from vitune.data.records import Box, ImageRecord, ObjectAnn, Region, Relation
@@ -23,7 +25,11 @@ from vitune.sources.visual_genome import FILES as VG_FILES
 from vitune.sources.visual_genome import read_visual_genome
 from vitune.sources.vqav2 import read_vqav2
 
+if TYPE_CHECKING:
+    from vitune.world.layout import WorldLayout
+
 STAGE = "sources.merge"
+log = logging.getLogger(__name__)
 
 
 def image_sort_key(image_id: str) -> tuple[int, int, str]:
@@ -197,13 +203,22 @@ def _in_bounds(
 
 
 def load_world(
-    root: str | os.PathLike, split: str, ledger: Ledger | None = None, *, stats: list[ReadStats] | None = None
+    root: str | os.PathLike,
+    split: str,
+    ledger: Ledger | None = None,
+    *,
+    stats: list[ReadStats] | None = None,
+    extras: bool = False,
 ) -> list[ImageRecord]:
     """The merged records of one split of the embedded world, read through the public-format readers.
 
     COCO instances + captions of `split` define the images; Visual Genome (one pool for all splits,
     as in reality) is restricted to those images via `coco_id`; VQAv2 of `split` is attached.
     `stats`, when given, is extended with every file's `ReadStats`.
+
+    `extras` also reads the world's further formats (see `_world_extras`; a world generated before
+    them has none and is read without them, with a warning). Off by default: the records (and
+    everything built from them) stay exactly what they were before those formats existed.
     """
     from vitune.world.layout import WorldLayout  # the world package is optional for readers
 
@@ -225,8 +240,10 @@ def load_world(
     )
     parts.append(coco)
     ids = set(coco.records)
+    vg = None
     if any(layout.vg(n).exists() for n in VG_FILES):
-        parts.append(read_visual_genome(layout.vg_dir, ledger=ledger, split=split, image_ids=ids))
+        vg = read_visual_genome(layout.vg_dir, ledger=ledger, split=split, image_ids=ids)
+        parts.append(vg)
     questions = layout.vqa_questions(split)
     if questions.exists():
         parts.append(
@@ -234,10 +251,86 @@ def load_world(
                 questions, _opt(layout.vqa_annotations(split)), ledger=ledger, split=split, known_images=ids
             )
         )
+    if extras:
+        parts += _world_extras(layout, split, ledger, vg, has_images=bool(ids))
     if stats is not None:
         for p in parts:
             stats.extend(p.stats)
     return merge_records(parts, ledger, split=split)
+
+
+def _world_extras(
+    layout: WorldLayout, split: str, ledger: Ledger, vg: SourceResult | None, *, has_images: bool
+) -> list[SourceResult]:
+    """GQA, RefCOCO, TextVQA (+ OCR), ScienceQA and the class folders of one split of the world.
+
+    GQA questions and RefCOCO refs land on the COCO records (GQA through the Visual Genome ids,
+    RefCOCO through the COCO ids); TextVQA, ScienceQA and the class-folder crops are records of their
+    own (`openimages:`, `scienceqa:`, `imagefolder:` keys), as they are in the real data.
+    """
+    from vitune.sources.gqa import read_gqa, vg_image_keys
+    from vitune.sources.imagefolder import read_imagefolder
+    from vitune.sources.refcoco import read_refcoco
+    from vitune.sources.scienceqa import read_scienceqa
+    from vitune.sources.textvqa import read_textvqa
+
+    files = [
+        layout.gqa_questions(split),
+        layout.refcoco_refs,
+        layout.textvqa_questions(split),
+        layout.textvqa_ocr(split),
+        layout.scienceqa_problems,
+        layout.scienceqa_pid_splits,
+    ]
+    classify = layout.classify_dir(split)
+    wanted = [*files, classify] if has_images else files
+    missing = [str(p) for p in wanted if not p.exists()]
+    if len(missing) == len(wanted):
+        # A world generated before these formats existed: it has none of them, which is not an error
+        # (its COCO/VG/VQAv2 records are complete); say so once instead of failing the whole read.
+        log.warning(
+            "world %s has no extra formats (generated before them); reading COCO/VG/VQAv2 only", layout.root
+        )
+        return []
+    if missing:
+        raise FileNotFoundError(
+            f"world {layout.root}: extra formats incomplete, missing {', '.join(missing)}; "
+            "generate the world again"
+        )
+    subdir = layout.image_subdir(split)
+    parts = [
+        read_gqa(
+            layout.gqa_questions(split),
+            ledger=ledger,
+            split=split,
+            image_keys=vg_image_keys(vg) if vg is not None else None,
+        ),
+        read_refcoco(
+            layout.refcoco_refs,
+            layout.coco_instances(split),
+            dataset="refcoco",
+            split=split,
+            ledger=ledger,
+            image_subdir=subdir,
+        ),
+        read_textvqa(
+            layout.textvqa_questions(split),
+            layout.textvqa_ocr(split),
+            ledger=ledger,
+            split=split,
+            image_subdir=subdir,
+        ),
+        read_scienceqa(
+            layout.scienceqa_problems,
+            layout.scienceqa_pid_splits,
+            split=split,
+            ledger=ledger,
+            image_subdir=layout.SCIENCEQA_SUBDIR,
+        ),
+    ]
+    if classify.is_dir():
+        parts.append(read_imagefolder(classify, image_root=layout.image_root, split=split, ledger=ledger))
+    return parts
 
 
 def _opt(path: Path) -> Path | None:

@@ -1,10 +1,11 @@
-"""Orchestration: generate a whole world (images + COCO/VG/VQAv2 ground truth + world.json).
+"""Orchestration: generate a whole world (images + ground truth in public formats + world.json).
 
 Workers (spawn-safe `multiprocessing`, chunked) sample, draw, encode and write each image and return
 its scene-level record; the parent assigns every global id in image-index order and writes the JSON.
 Everything an image holds comes from `random.Random(derive_seed(seed, "image", idx))` (scene and
 pixels) and two sibling streams (language, questions), so output bytes do not depend on `workers`
-or on chunking.
+or on chunking. The further formats (GQA, TextVQA, RefCOCO, ScienceQA, class folders; `extras.py`)
+draw from streams of their own and are written after COCO/VG/VQAv2, whose bytes they never touch.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ from vitune import __version__
 from vitune.utils.atomic import write_bytes, write_json
 from vitune.utils.hashing import derive_seed
 from vitune.world.draw import encode_jpeg, render
+from vitune.world.extras import clear_extra_images, extra_record
 from vitune.world.facts import clear_relations
 from vitune.world.language import captions, region_phrases
 from vitune.world.layout import SPLITS, WorldLayout
 from vitune.world.questions import make_questions
 from vitune.world.scene import Scene, polygon_area, sample_scene
 from vitune.world.writers import write_all
+from vitune.world.writers_extra import write_extras
 
 GENERATOR_VERSION = "1"
 # COCO ids are scattered (as the real ones are) and live far above VG ids (1..n), so a code path that
@@ -107,16 +110,19 @@ def image_record(seed: int, idx: int, scene: Scene) -> dict:
     }
 
 
-def _work(job: tuple[int, str, list[tuple[int, str]]]) -> list[dict]:
+def _work(job: tuple[int, str, list[tuple[int, str, str, int]]]) -> list[dict]:
     """Worker: draw, encode and write the images of one chunk; return their records."""
     seed, root, items = job
     out = []
-    for idx, rel_path in items:
+    for idx, rel_path, split, image_id in items:
         scene = build_scene(seed, idx)
+        jpeg = encode_jpeg(render(scene))
         # No fsync per image (it serializes workers on the disk journal): the rename still makes each
         # file all-or-nothing, and the parent syncs once before writing world.json, the completion mark.
-        write_bytes(Path(root) / rel_path, encode_jpeg(render(scene)), fsync=False)
-        out.append(image_record(seed, idx, scene))
+        write_bytes(Path(root) / rel_path, jpeg, fsync=False)
+        rec = image_record(seed, idx, scene)
+        rec["extras"] = extra_record(seed, idx, scene, root, split, image_id, jpeg)
+        out.append(rec)
     return out
 
 
@@ -141,9 +147,12 @@ def generate_world(
     splits = assign_splits(n_images, seed, tuple(split_fractions))
     ids = [coco_image_id(seed, i) for i in range(n_images)]
     file_names = [layout.image_file_name(splits[i], ids[i]) for i in range(n_images)]
-    items = [(i, f"{layout.image_subdir(splits[i])}/{file_names[i]}") for i in range(n_images)]
+    items = [
+        (i, f"{layout.image_subdir(splits[i])}/{file_names[i]}", splits[i], ids[i]) for i in range(n_images)
+    ]
     for split in SPLITS:
         (layout.image_root / layout.image_subdir(split)).mkdir(parents=True, exist_ok=True)
+    clear_extra_images(layout)
 
     root = str(layout.image_root)
     workers = max(1, min(workers, n_images))
@@ -168,6 +177,7 @@ def generate_world(
         os.sync()  # images are durable before any file that refers to them
     _assign_ids(records, splits, ids, file_names)
     counts = write_all(layout, records)
+    write_extras(layout, records)  # not counted in world.json, which stays as it was before them
     summary = {
         "generator": "vitune.world",
         "generator_version": GENERATOR_VERSION,

@@ -9,6 +9,16 @@
     ROOT/vqav2/v2_OpenEnded_mscoco_{split}_questions.json VQAv2 questions
     ROOT/vqav2/v2_mscoco_{split}_annotations.json         VQAv2 annotations (10 answers each)
 
+Further formats written from the same scenes (see `extras.py`; readers in `vitune.sources`):
+
+    ROOT/gqa/questions/{split}_balanced_questions.json    GQA questions (imageId = VG image id)
+    ROOT/textvqa/TextVQA_0.5.1_{split}.json               TextVQA questions (images with a sign)
+    ROOT/textvqa/TextVQA_Rosetta_OCR_v0.2_{split}.json    Rosetta OCR tokens and boxes
+    ROOT/refcoco/refs(unc).json                           RefCOCO refs (all splits; JSON, not pickle)
+    ROOT/scienceqa/problems.json, pid_splits.json         ScienceQA-style problems
+    ROOT/images/scienceqa/{split}/{pid}/image.jpg         ScienceQA problem images
+    ROOT/images/classify/{split}/{class}/{stem}.jpg       classification image folder (object crops)
+
 Visual Genome is one pool over all splits, as in reality; its `coco_id` links it to COCO images.
 """
 
@@ -63,8 +73,67 @@ class WorldLayout:
     def vqa_annotations(self, split: str) -> Path:
         return self.root / "vqav2" / f"v2_mscoco_{split}_annotations.json"
 
-    def annotation_files(self, split: str) -> list[Path]:
-        """Every annotation file a split's records are read from (for manifests and checksums)."""
-        vg = [self.vg(n) for n in ("image_data", "objects", "attributes", "relationships", "region_descriptions")]
-        split_files = [self.coco_instances(split), self.coco_captions(split), self.vqa_questions(split), self.vqa_annotations(split)]
+    def gqa_questions(self, split: str) -> Path:
+        return self.root / "gqa" / "questions" / f"{split}_balanced_questions.json"
+
+    def textvqa_questions(self, split: str) -> Path:
+        return self.root / "textvqa" / f"TextVQA_0.5.1_{split}.json"
+
+    def textvqa_ocr(self, split: str) -> Path:
+        return self.root / "textvqa" / f"TextVQA_Rosetta_OCR_v0.2_{split}.json"
+
+    @property
+    def refcoco_refs(self) -> Path:
+        return self.root / "refcoco" / "refs(unc).json"
+
+    @property
+    def scienceqa_problems(self) -> Path:
+        return self.root / "scienceqa" / "problems.json"
+
+    @property
+    def scienceqa_pid_splits(self) -> Path:
+        return self.root / "scienceqa" / "pid_splits.json"
+
+    # Image folders of the extra formats, relative to `image_root` (workers write there by name).
+    SCIENCEQA_SUBDIR = "scienceqa"
+    CLASSIFY_SUBDIR = "classify"
+
+    def classify_dir(self, split: str) -> Path:
+        """The class-folder root of a split (`<class>/<file>.jpg` below it)."""
+        return self.image_root / self.CLASSIFY_SUBDIR / split
+
+    def annotation_files(self, split: str, *, extras: bool = False) -> list[Path]:
+        """Every annotation file a split's records are read from (for manifests and checksums).
+
+        `extras`: also the files `load_world(..., extras=True)` reads (GQA, TextVQA, RefCOCO, ScienceQA).
+        """
+        vg = [
+            self.vg(n)
+            for n in ("image_data", "objects", "attributes", "relationships", "region_descriptions")
+        ]
+        split_files = [
+            self.coco_instances(split),
+            self.coco_captions(split),
+            self.vqa_questions(split),
+            self.vqa_annotations(split),
+        ]
+        if extras:
+            split_files += [
+                self.gqa_questions(split),
+                self.textvqa_questions(split),
+                self.textvqa_ocr(split),
+                self.refcoco_refs,
+                self.scienceqa_problems,
+                self.scienceqa_pid_splits,
+            ]
         return [p for p in [*split_files, *vg] if p.exists()]
+
+
+def classify_file(split: str, label: str, image_id: int) -> str:
+    """Where a classification crop goes, relative to the image root (one crop per world image)."""
+    return f"{WorldLayout.CLASSIFY_SUBDIR}/{split}/{label}/{split}_{image_id:012d}.jpg"
+
+
+def scienceqa_image(split: str, pid: str, image: str) -> str:
+    """ScienceQA's `{split}/{pid}/{image}` under the `scienceqa` image folder (relative to the image root)."""
+    return f"{WorldLayout.SCIENCEQA_SUBDIR}/{split}/{pid}/{image}"

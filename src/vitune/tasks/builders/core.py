@@ -1,4 +1,9 @@
-"""Builders of the built-in tasks: they read a merged `ImageRecord` and extract template fields.
+"""The first built-in tasks (captions, VQAv2 short answers, counting, colours, inventories, existence).
+
+The quickstart trains on these; their output for COCO/VG/VQAv2 records is fixed (the same records
+and seed give the same bytes as before the catalog grew). Records of other sources (GQA, TextVQA,
+ScienceQA questions; class-folder images without object annotations) give them nothing: VQA tasks
+read VQAv2-format QAs only, and existence needs a source that annotates objects exhaustively.
 
 Every builder is deterministic given its `rng` (seeded per task and image by `build.py`), and only
 emits samples whose answer is unambiguous from the annotations.
@@ -9,19 +14,15 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from vitune.data.records import ImageRecord, ObjectAnn
+from vitune.data.records import QA, ImageRecord, ObjectAnn
+from vitune.tasks.helpers import DETECTION_SOURCES, VQA_SOURCES, colors_of, objects_of
 from vitune.tasks.spec import BuildContext, Sample, builder
-from vitune.utils.text import COLOR_WORDS, plural
+from vitune.utils.text import plural
 
 
-def objects_of(record: ImageRecord, prefer: str) -> list[ObjectAnn]:
-    """Objects from one source (COCO and VG describe the same objects twice after merging)."""
-    chosen = [o for o in record.objects if o.source == prefer]
-    return chosen or record.objects
-
-
-def colors_of(obj: ObjectAnn) -> list[str]:
-    return [a for a in obj.attributes if a in COLOR_WORDS]
+def vqa_qas(record: ImageRecord) -> list[QA]:
+    """Answered VQAv2-format questions of the record, in file order."""
+    return [qa for qa in record.qas if qa.source in VQA_SOURCES and qa.answers]
 
 
 @builder("coco_caption_coarse")
@@ -34,13 +35,15 @@ def caption_coarse(record: ImageRecord, rng: random.Random, ctx: BuildContext) -
 @builder("vqa_short_answer")
 def vqa_short_answer(record: ImageRecord, rng: random.Random, ctx: BuildContext) -> list[Sample]:
     out = []
-    for qa in record.qas:
-        if not qa.answers:
-            continue  # test-split questions carry no answers
+    for qa in vqa_qas(record):  # test-split questions carry no answers
         out.append(
             Sample(
                 {"question": qa.question.strip(), "answer": qa.majority_answer()},
-                {"question_id": qa.question_id, "question_type": qa.question_type, "answer_type": qa.answer_type},
+                {
+                    "question_id": qa.question_id,
+                    "question_type": qa.question_type,
+                    "answer_type": qa.answer_type,
+                },
             )
         )
     return out
@@ -49,7 +52,7 @@ def vqa_short_answer(record: ImageRecord, rng: random.Random, ctx: BuildContext)
 @builder("vqa_dialog")
 def vqa_dialog(record: ImageRecord, rng: random.Random, ctx: BuildContext) -> list[Sample]:
     """All answered questions of an image as one multi-turn conversation, in a seeded order."""
-    qas = [qa for qa in record.qas if qa.answers]
+    qas = vqa_qas(record)
     if not qas:
         return []
     rng.shuffle(qas)
@@ -117,6 +120,8 @@ def object_inventory(record: ImageRecord, rng: random.Random, ctx: BuildContext)
 @builder("object_existence")
 def object_existence(record: ImageRecord, rng: random.Random, ctx: BuildContext) -> list[Sample]:
     present = sorted({o.name for o in objects_of(record, "coco")})
+    if not present and not DETECTION_SOURCES & set(record.sources):
+        return []  # no source annotated this image's objects: "No" would be a guess
     absent = [n for n in ctx.object_names if n not in present]
     # Balanced by construction: a fair coin picks a positive or a negative question.
     if present and (not absent or rng.random() < 0.5):

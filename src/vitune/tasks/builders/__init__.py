@@ -1,0 +1,13 @@
+"""The built-in task builders, one module per group of sources; importing this package registers them.
+
+- `core`: the first tasks (COCO captions, VQAv2 short answers, counting, colours, existence)
+- `objects`: COCO detection (object selection, region categories, positions, boxes, knowledge)
+- `regions`: Visual Genome attributes, relationships and regions; RefCOCO referring expressions
+- `captions`: COCO captions (paragraphs, image-text matching)
+- `qa`: VQAv2 multiple choice and counting, GQA, TextVQA + OCR, ScienceQA
+- `classify`: image-folder classification
+"""
+
+from vitune.tasks.builders import captions, classify, core, objects, qa, regions
+
+__all__ = ["captions", "classify", "core", "objects", "qa", "regions"]
