@@ -9,6 +9,8 @@ Each client run is a separate process running `vitune.synth.synth` (no shared GI
 3. resume: a run killed with SIGKILL half-way, then re-run; duplicates = requests of the second
    run whose reply was already in the cache (target 0), plus those lost in flight at the kill.
 
+Exits non-zero when a target is missed.
+
 Usage: .venv/bin/python benchmarks/synth_throughput.py [--latency 0.2 --capacity 16 --seconds 8]
 """
 
@@ -132,6 +134,11 @@ def main() -> None:
         f"duplicates of cached replies {dup_cached} (target 0), replies lost in flight {lost_in_flight} "
         f"(<= capacity {a.capacity}), total requests {len(cached) + len(second)} for {n} prompts"
     )
+    pct = 100 * main_run["rps"] / ceiling
+    ok = pct >= 90.0 and dup_cached == 0 and len(second) == len(set(second)) == n - len(cached)
+    print(f"targets (>= 90% of capacity, 0 duplicates on resume): {'met' if ok else 'NOT met'}")
+    if not ok:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -68,14 +68,29 @@ def curate(
 
 @app.command()
 def synth(
-    world_dir: Annotated[
-        Path, typer.Option("--world", help="An embedded world folder to read records from.")
-    ],
     out: Annotated[Path, typer.Option(help="Output folder.")],
-    split: Annotated[str, typer.Option()] = "train",
+    world_dir: Annotated[
+        Path | None, typer.Option("--world", help="An embedded world folder to read records from.")
+    ] = None,
+    sources: Annotated[
+        Path | None,
+        typer.Option(help="A SourceSpec YAML naming real annotation files (COCO, Visual Genome, VQAv2)."),
+    ] = None,
+    source: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="KIND=PATH (coco_instances, coco_captions, vg, vqa, ...), repeatable; see `build`."
+        ),
+    ] = None,
+    image_root: Annotated[
+        Path | None, typer.Option(help="Folder the image paths are relative to (with --source).")
+    ] = None,
+    split: Annotated[
+        str | None, typer.Option(help="Split to read (world default: train; overrides a sources file's).")
+    ] = None,
     generators: Annotated[
         str, typer.Option(help="Comma-separated generator names.")
-    ] = "conversation,complex_reasoning,referring_qa,detail_description",
+    ] = "conversation,complex_reasoning,referring_qa,detail_description,dialog",
     backend: Annotated[
         str, typer.Option(help="template (offline) or openai (any OpenAI-compatible server).")
     ] = "template",
@@ -89,15 +104,42 @@ def synth(
     concurrency: Annotated[int, typer.Option(min=1)] = 16,
     timeout: Annotated[float, typer.Option(help="Request timeout in seconds.")] = 120.0,
     max_retries: Annotated[int, typer.Option(min=0)] = 6,
+    backoff: Annotated[float, typer.Option(min=0.0, help="Base of the exponential backoff (s).")] = 0.5,
+    reasks: Annotated[int, typer.Option(min=0, help="Re-asks of an unparsable reply.")] = 2,
+    price: Annotated[
+        str | None, typer.Option(help="USD per 1M tokens as PROMPT,COMPLETION, for cost accounting.")
+    ] = None,
+    durable_cache: Annotated[
+        bool, typer.Option(help="fsync every cached reply (power-loss safe; kill -9 safe without).")
+    ] = False,
+    hallucination: Annotated[
+        str, typer.Option(help="Answers naming objects not annotated: drop, flag or off.")
+    ] = "drop",
+    color_hallucination: Annotated[
+        str, typer.Option(help="Answers giving an object a colour the annotations contradict: drop/flag/off.")
+    ] = "drop",
     limit: Annotated[int | None, typer.Option(min=1, help="At most N images.")] = None,
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
     """Generate SVIT-style instructions (and COCO-style dialogs) from each image's annotations."""
     from vitune.data.ledger import Ledger
     from vitune.sources.merge import load_world
-    from vitune.synth import OpenAIBackend, TemplateBackend
+    from vitune.sources.spec import load, load_spec_file, spec_from_pairs
+    from vitune.synth import FilterConfig, OpenAIBackend, TemplateBackend
     from vitune.synth import synth as run_synth
 
+    if sum(bool(x) for x in (world_dir, sources, source)) != 1:
+        raise typer.BadParameter("give exactly one input: --world DIR, --sources FILE or --source KIND=PATH")
+    for name, policy in (("--hallucination", hallucination), ("--color-hallucination", color_hallucination)):
+        if policy not in ("drop", "flag", "off"):
+            raise typer.BadParameter(f"{name} must be drop, flag or off, not {policy!r}")
+    prices = None
+    if price is not None:
+        try:
+            p_in, p_out = (float(v) for v in price.split(","))
+        except ValueError:
+            raise typer.BadParameter(f"--price expects PROMPT,COMPLETION, got {price!r}") from None
+        prices = {"*": (p_in, p_out)}
     if backend == "openai":
         if not base_url or not model:
             raise typer.BadParameter("--backend openai needs --base-url and --model")
@@ -108,18 +150,32 @@ def synth(
             concurrency=concurrency,
             timeout=timeout,
             max_retries=max_retries,
+            backoff_base=backoff,
+            jitter_seed=seed,
         )
     elif backend == "template":
         be = TemplateBackend()
     else:
         raise typer.BadParameter(f"unknown backend {backend!r} (template, openai)")
     ledger = Ledger()
-    records = load_world(world_dir, split, ledger)
+    try:  # the readers `vitune build` uses: real COCO / Visual Genome / VQAv2 / ... files
+        if world_dir is not None:
+            records = load_world(world_dir, split or "train", ledger)
+        elif sources is not None:
+            records = load(load_spec_file(sources, split=split), ledger)
+        else:
+            if image_root is None:
+                raise ValueError("--source needs --image-root (the folder image paths are relative to)")
+            records = load(spec_from_pairs(source or [], image_root=image_root, split=split or ""), ledger)
+    except (OSError, ValueError) as e:  # SpecError is a ValueError
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
     with make_progress() as prog:
         bar = prog.add_task("synth", total=None, info="")
 
         def progress(p) -> None:
-            prog.update(bar, completed=p.done, total=p.total, info=f"cached {p.cached}  failed {p.failed}")
+            info = f"{p.rate:.1f} req/s  cached {p.cached}  failed {p.failed}"
+            prog.update(bar, completed=p.done, total=p.total, info=info)
 
         summary = run_synth(
             records,
@@ -128,6 +184,10 @@ def synth(
             out,
             seed=seed,
             limit=limit,
+            max_reasks=reasks,
+            prices=prices,
+            durable_cache=durable_cache,
+            filters=FilterConfig(hallucination=hallucination, color_hallucination=color_hallucination),
             progress=progress,
             ledger=ledger,
         )

@@ -2,8 +2,9 @@
 
 `synth(records, generators, backend, out_dir)` builds prompts from each `ImageRecord`'s annotations
 (`context`, `prompts`), gets replies from an OpenAI-compatible server or the offline template writer
-(`backends`), caches every reply in sqlite (`cache`), parses and filters them (`parse`, `filters`)
-and exports LLaVA training JSON plus raw per-type JSON (`export`).
+(`backends`), caches every reply in sqlite (`cache`), parses them (`parse`; an unparsable reply is
+re-asked), filters them (`filters`, with the object and colour checks of `grounding`) and exports
+LLaVA training JSON plus raw per-type JSON (`export`).
 """
 
 from vitune.synth.backends import (

@@ -43,6 +43,12 @@ class SynthRequest:
     messages: list[dict[str, str]]
     params: dict[str, Any]
     seed: int = 0
+    reask: int = 0  # 0: the first ask; k: the k-th re-ask after unparsable replies
+    base: str = ""  # the key of the first ask ("" for the first ask itself)
+
+    @property
+    def base_key(self) -> str:
+        return self.base or self.key
 
 
 @dataclass(slots=True)
@@ -125,6 +131,7 @@ class OpenAIBackend(Backend):
         backoff_max: float = 60.0,
         retry_after_max: float = 300.0,
         seed: int | None = None,
+        jitter_seed: int = 0,
         extra_body: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
@@ -141,6 +148,7 @@ class OpenAIBackend(Backend):
         self.backoff_max = backoff_max
         self.retry_after_max = retry_after_max
         self.seed = seed
+        self._jitter = random.Random(jitter_seed)  # backoff jitter, reproducible like every choice
         self.extra_body = dict(extra_body or {})
         self.headers = dict(headers or {})
         self._clients: list[httpx.AsyncClient] = []
@@ -187,7 +195,7 @@ class OpenAIBackend(Backend):
         # Exponential backoff with additive jitter (written out: tenacity's helper changed its
         # signature across the versions we accept).
         exp = self.backoff_base * 2 ** max(0, state.attempt_number - 1)
-        return min(self.backoff_max, exp) + random.uniform(0, self.backoff_base)
+        return min(self.backoff_max, exp) + self._jitter.uniform(0, self.backoff_base)
 
     def _count_error(self, kind: str) -> None:
         errs = self.stats["errors"]

@@ -5,7 +5,7 @@ body), the full message list and the sampling parameters. A reply is committed h
 arrives and before anything else happens to it, so a run killed at any point (kill -9 included)
 loses no finished reply and the next run sends no finished request again. WAL with
 ``synchronous=NORMAL`` is durable against a killed process (not against power loss; pass
-``durable=True`` for ``FULL``).
+``durable=True`` for ``FULL``: `synth(durable_cache=True)`, ``vitune synth --durable-cache``).
 """
 
 from __future__ import annotations
