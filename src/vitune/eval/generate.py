@@ -136,7 +136,11 @@ class Generator:
         answers: list[str | None] = [None] * len(items)
         for batch in self._batches(self._order(prompts, has_image), has_image):
             # Images are loaded per batch: a 100K-question run never holds them all in memory.
-            images = [_prepare_image(items[i].image, self.processor.image_processor) for i in batch] if has_image[batch[0]] else None  # type: ignore[arg-type]
+            images = (
+                [_prepare_image(items[i].image, self.processor.image_processor) for i in batch]
+                if has_image[batch[0]]
+                else None
+            )  # type: ignore[arg-type]
             for i, text in zip(batch, self._generate_batch([prompts[i] for i in batch], images), strict=True):
                 answers[i] = text
         return [a if a is not None else "" for a in answers]

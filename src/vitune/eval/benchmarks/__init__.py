@@ -13,6 +13,9 @@ below so that it registers.
 from vitune.eval.benchmarks import (  # noqa: F401 - imported to register the benchmarks
     chair,
     gqa,
+    imagefolder,
+    llava_bench,
+    mm_vet,
     mmbench,
     mme,
     mmmu,

@@ -74,6 +74,10 @@ class Benchmark(ABC):
     metric: ClassVar[str] = "accuracy"
     # Appended (after a newline) to each question; the exact prompt is always `BenchItem.question`.
     prompt_suffix: ClassVar[str] = ""
+    # True for benchmarks scored by an LLM judge: runners then pass `judge=` to `score`.
+    needs_judge: ClassVar[bool] = False
+    # False for error rates (CHAIR): comparisons then read a drop of `overall` as a gain.
+    higher_is_better: ClassVar[bool] = True
 
     @abstractmethod
     def load(self, path: str | os.PathLike) -> list[BenchItem]:
@@ -87,6 +91,14 @@ class Benchmark(ABC):
 
     def prompt(self, question: str) -> str:
         return f"{question}\n{self.prompt_suffix}" if self.prompt_suffix else question
+
+    def group_key(self, item: BenchItem) -> str:
+        """Items scored together (MMBench's circular passes, MME's image pair) share a key.
+
+        Runners that evaluate a subset (`--limit`) take whole groups, so a partial group can never
+        be scored as if it were complete.
+        """
+        return item.item_id
 
 
 _REGISTRY: dict[str, type[Benchmark]] = {}

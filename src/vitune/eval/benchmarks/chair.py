@@ -251,6 +251,7 @@ def _gt_from_coco(instances: Path, ev: ChairEvaluator) -> tuple[dict[str, set[st
 class CHAIR(Benchmark):
     name = "chair"
     metric = "chair_i"
+    higher_is_better = False  # CHAIRi is a hallucination rate
 
     def __init__(self, **evaluator_options: Any) -> None:
         self.evaluator = ChairEvaluator(**evaluator_options)

@@ -162,6 +162,9 @@ class MMBench(Benchmark):
             meta={"raw_question": r["question"], "index": index, "split": r.get("split", "")},
         )
 
+    def group_key(self, item: BenchItem) -> str:
+        return str(int(item.meta["index"] % CIRCULAR_STRIDE)) if self.circular else item.item_id
+
     def _judge(self, it: BenchItem, pred: str) -> str | None:
         if self.judge is None:
             return None

@@ -146,6 +146,9 @@ class MME(Benchmark):
             meta={"raw_question": q, "image_key": img_key},
         )
 
+    def group_key(self, item: BenchItem) -> str:
+        return item.meta["image_key"]  # acc+ needs both questions of an image
+
     def score(
         self, preds: Mapping[str, str], items: Iterable[BenchItem], *, missing: Missing = "error"
     ) -> dict[str, Any]:

@@ -1,0 +1,187 @@
+"""`vitune eval`: run registered benchmarks on a saved model, compare two runs, list the benchmarks.
+
+    vitune eval --model CKPT --bench pope=data/pope --bench mme=data/MME --out runs/ckpt
+    vitune eval compare runs/base runs/tuned
+    vitune eval list
+
+Running is the group's own callback (no sub-command word), so `vitune eval --model ...` runs and
+`vitune eval compare|list` do the rest. The work is `vitune.eval.runner.run_benchmarks`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from vitune.cli.app import app
+from vitune.utils.progress import console
+
+eval_app = typer.Typer(
+    help="Benchmarks: `vitune eval --model CKPT --bench NAME=PATH --out DIR` runs them; "
+    "`compare` and `list` below."
+)
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.callback(invoke_without_command=True)
+def eval_run(
+    ctx: typer.Context,
+    model: Annotated[Path | None, typer.Option(help="Saved model folder (plain transformers Llava).")] = None,
+    bench: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=PATH: a registered benchmark and the official files its loader reads. Repeatable."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Run folder: results, predictions, response cache.")
+    ] = None,
+    images: Annotated[
+        list[str] | None,
+        typer.Option(help="NAME=DIR: image folder of a benchmark (default: its PATH, or PATH's folder)."),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Generation batch size (answers do not depend on it).")
+    ] = 8,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="At most N items (whole groups, seeded sample) per benchmark.")
+    ] = None,
+    max_new_tokens: Annotated[int, typer.Option(min=1)] = 32,
+    device: Annotated[str, typer.Option(help="torch device, e.g. cpu or cuda.")] = "cpu",
+    cache: Annotated[
+        Path | None,
+        typer.Option(help="Response cache file to use (default OUT/responses.jsonl); may be shared."),
+    ] = None,
+    judge_base_url: Annotated[
+        str | None, typer.Option(help="OpenAI-compatible endpoint of the LLM judge (judged benchmarks).")
+    ] = None,
+    judge_model: Annotated[str | None, typer.Option(help="Judge model name.")] = None,
+    judge_api_key_env: Annotated[
+        str, typer.Option(help="Environment variable holding the judge's API key.")
+    ] = "OPENAI_API_KEY",
+) -> None:
+    """Run benchmarks on a model (or use a sub-command)."""
+    if ctx.invoked_subcommand is not None:
+        if model is not None or bench:
+            raise typer.BadParameter(
+                "run options go without a sub-command: vitune eval --model ... --bench ..."
+            )
+        return
+    if model is None and not bench:
+        console.print(ctx.get_help())
+        raise typer.Exit()
+    if model is None or not bench or out is None:
+        raise typer.BadParameter("--model, --bench and --out are all needed to run benchmarks")
+
+    from vitune.eval.runner import BenchSpec, parse_bench, results_table, run_benchmarks
+
+    try:
+        specs = [parse_bench(b) for b in bench]
+        roots = dict(_pair(i) for i in images or [])
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    unknown_roots = set(roots) - {s.name for s in specs}
+    if unknown_roots:
+        raise typer.BadParameter(f"--images for benchmarks not given with --bench: {sorted(unknown_roots)}")
+    specs = [BenchSpec(s.name, s.path, Path(roots[s.name]) if s.name in roots else None) for s in specs]
+    _check_names([s.name for s in specs])
+
+    def make_judge():
+        # Imported here: the judge (and its HTTP client) is needed only by judged benchmarks.
+        from vitune.eval.judge import make_judge as _make
+
+        if not judge_base_url or not judge_model:
+            raise typer.BadParameter(
+                "this benchmark needs an LLM judge: give --judge-base-url and --judge-model"
+            )
+        return _make(judge_base_url, judge_model, judge_api_key_env)
+
+    results = run_benchmarks(
+        specs,
+        out,
+        model_dir=model,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        limit=limit,
+        device=device,
+        cache_path=cache,
+        judge_factory=make_judge,
+    )
+    console.print(results_table(results, title=f"{model.name}: benchmark results"))
+    _warn_missing(results)
+    console.print(f"results: {out / 'results.json'}  {out / 'results.md'}")
+
+
+def _pair(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name or not value:
+        raise ValueError(f"expected NAME=VALUE, got {text!r}")
+    return name.strip(), value.strip()
+
+
+def _check_names(names: list[str]) -> None:
+    from vitune.eval.benchmarks import benchmark_names
+
+    known = set(benchmark_names())
+    bad = [n for n in names if n not in known]
+    if bad:
+        raise typer.BadParameter(f"unknown benchmark(s) {bad}; known: {', '.join(sorted(known))}")
+
+
+def _warn_missing(results: dict) -> None:
+    for name, b in results["benchmarks"].items():
+        if b.get("n_missing"):
+            console.print(f"[yellow]{name}: {b['n_missing']} item(s) had no answer and were scored as wrong")
+        if b.get("extra", {}).get("n_judge_failed"):
+            n = b["extra"]["n_judge_failed"]
+            console.print(
+                f"[yellow]{name}: the judge failed on {n} item(s), left out of the scores ({name}/scores.json)"
+            )
+
+
+@eval_app.command()
+def compare(
+    run_a: Annotated[Path, typer.Argument(help="Run folder (or its results.json): the reference, A.")],
+    run_b: Annotated[Path, typer.Argument(help="Run folder (or its results.json) compared with it, B.")],
+    markdown: Annotated[
+        Path | None, typer.Option(help="Also write the comparison as a Markdown table here.")
+    ] = None,
+) -> None:
+    """Side by side per benchmark and category, with the delta B - A."""
+    from vitune.eval.runner import COMPARE_COLUMNS, compare_rows, load_results, markdown_table
+    from vitune.utils.atomic import write_text
+
+    try:
+        a, b = load_results(run_a), load_results(run_b)
+    except (FileNotFoundError, ValueError) as e:
+        raise typer.BadParameter(str(e)) from None
+    rows = compare_rows(a, b)
+    table = Table(*COMPARE_COLUMNS, title=f"A = {run_a}   B = {run_b}")
+    for row in rows:
+        style = "bold" if row[1] == "overall" else None
+        delta = row[-1]
+        colour = "green" if delta.endswith("(better)") else "red" if delta.endswith("(worse)") else None
+        table.add_row(*row[:-1], f"[{colour}]{delta}[/{colour}]" if colour else delta, style=style)
+    console.print(table)
+    if a.get("model_fingerprint") == b.get("model_fingerprint"):
+        console.print("[yellow]both runs are of the same model (same fingerprint)")
+    if markdown is not None:
+        write_text(markdown, markdown_table(COMPARE_COLUMNS, rows))
+
+
+@eval_app.command("list")
+def list_benchmarks() -> None:
+    """The registered benchmarks, their metric and whether they need an LLM judge."""
+    import sys
+
+    from vitune.eval.benchmarks import benchmark_names, get_benchmark
+
+    table = Table("name", "metric", "judge", "official files")
+    for name in benchmark_names():
+        b = get_benchmark(name)
+        doc = (sys.modules[type(b).__module__].__doc__ or "").strip().splitlines()
+        table.add_row(name, b.metric, "yes" if b.needs_judge else "", doc[0] if doc else "")
+    console.print(table)

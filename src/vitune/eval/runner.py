@@ -1,0 +1,547 @@
+"""Run any registered benchmark on a model: load -> batched greedy generation (cached) -> official score.
+
+    results = run_benchmarks([BenchSpec("pope", Path("data/pope"))], "runs/m1", model_dir="ckpt")
+    print(results_markdown(results))
+
+Response cache (`<out>/responses.jsonl`, or `cache_path`): one JSON row per answered item,
+`{"key", "bench", "item_id", "response"}`, appended and fsync'ed after every chunk of generation, so
+a killed run loses at most one chunk and a re-run generates only what is missing. The key is the
+SHA-256 of everything that changes an answer: the model fingerprint (names, sizes and mtimes of the
+checkpoint's weight, config, tokenizer and processor files, so a model retrained at the same path
+never gets the old answers), the benchmark, the item id, the prompt text, the image (its relative
+path and size, or a digest of embedded bytes) and the generation parameters (template name and
+its rendered text, `max_new_tokens`, greedy, dtype). The batch size is NOT in the key: `Generator` gives identical
+answers for every batch size (tested). One writer per cache file at a time.
+
+Output folder: `responses.jsonl` (the cache), `results.json` and `results.md` (overall and
+per-category scores of every benchmark, written atomically; a later run of the same model and
+parameters into the same folder adds or replaces its benchmarks), and per benchmark
+`<name>/predictions.json` (item id -> answer) and `<name>/scores.json` (the scorer's full output).
+
+Benchmarks with `needs_judge` get `judge=` in `score`; the judge is built by `judge_factory` once,
+and only when such a benchmark is run (before any generation, so a missing judge fails fast).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vitune import __version__
+from vitune.eval.benchmarks import BenchItem, Benchmark, get_benchmark, to_gen_item
+from vitune.utils.atomic import write_json, write_text
+from vitune.utils.hashing import derive_seed, dir_fingerprint
+
+log = logging.getLogger(__name__)
+
+CACHE_FILE = "responses.jsonl"
+RESULTS_FILE = "results.json"
+MARKDOWN_FILE = "results.md"
+# Every file of a saved checkpoint that changes what it answers (weights, configs, tokenizer, processor).
+MODEL_FILES = (
+    "*.safetensors",
+    "*.bin",
+    "config.json",
+    "generation_config.json",
+    "tokenizer*.json",
+    "special_tokens_map.json",
+    "preprocessor_config.json",
+    "processor_config.json",
+    "chat_template*",
+)
+# Anything that answers GenItems in order: a `Generator`, or a stub in tests.
+AnswerFn = Callable[[Sequence[Any]], list[str]]
+
+
+def model_fingerprint(model_dir: str | os.PathLike) -> str:
+    path = Path(model_dir)
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(f"{model_dir}: not a saved model (no config.json)")
+    return dir_fingerprint(path, MODEL_FILES)
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    """A benchmark to run: registry `name`, the `path` its loader reads, where its images are."""
+
+    name: str
+    path: Path
+    image_root: Path | None = None  # default: `path` when it is a folder, else its parent
+    options: dict[str, Any] = field(default_factory=dict)  # constructor options of the benchmark
+
+    @property
+    def images(self) -> Path:
+        if self.image_root is not None:
+            return Path(self.image_root)
+        return self.path if self.path.is_dir() else self.path.parent
+
+
+def parse_bench(text: str) -> BenchSpec:
+    """`NAME=PATH` (the CLI's `--bench`)."""
+    name, sep, path = text.partition("=")
+    if not sep or not name.strip() or not path.strip():
+        raise ValueError(f"expected NAME=PATH, got {text!r}")
+    return BenchSpec(name.strip(), Path(path.strip()))
+
+
+def generation_params(max_new_tokens: int, template: str = "vicuna_v1") -> dict[str, Any]:
+    """What `Generator` answers with, as it goes into the cache key and results.json."""
+    from vitune.train.templates import generation_prompt
+
+    return {
+        "template": template,
+        # The rendered template itself: an edit of the system prompt must not reuse old answers.
+        "template_text": generation_prompt(template, [("user", "{question}")], True),
+        "max_new_tokens": max_new_tokens,
+        "decoding": "greedy",
+        "dtype": "float32",
+    }
+
+
+def cache_key(
+    model: str, bench: str, item_id: str, prompt: str, image: str, params: Mapping[str, Any]
+) -> str:
+    blob = json.dumps(
+        {"model": model, "bench": bench, "item": item_id, "prompt": prompt, "image": image, "params": params},
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def image_ref(item: BenchItem, image_root: Path) -> str:
+    """What identifies an item's image in the cache key, without reading (possibly huge) image files."""
+    if item.image is None:
+        return ""
+    if isinstance(item.image, bytes):
+        return "bytes:" + hashlib.blake2b(item.image, digest_size=16).hexdigest()
+    path = image_root / item.image
+    size = path.stat().st_size if path.exists() else -1  # a missing image fails at generation time
+    return f"{item.image}:{size}"
+
+
+class ResponseCache:
+    """Append-only JSONL of answered items, keyed by `cache_key`; durable after every `append`."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.responses: dict[str, str] = {}
+        if self.path.exists():
+            self._load()
+
+    def _load(self) -> None:
+        data = self.path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            # A kill during a write leaves a last row without its newline; appending after it would
+            # glue two rows together, so cut the file back to its last complete row.
+            keep = data.rfind(b"\n") + 1
+            log.warning("%s: dropping a partial last row (%d bytes)", self.path, len(data) - keep)
+            with self.path.open("r+b") as fh:
+                fh.truncate(keep)
+            data = data[:keep]
+        for n, line in enumerate(data.decode("utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                self.responses[row["key"]] = str(row["response"])
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise ValueError(f"{self.path}:{n}: bad cache row ({e})") from e
+
+    def get(self, key: str) -> str | None:
+        return self.responses.get(key)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.responses
+
+    def __len__(self) -> int:
+        return len(self.responses)
+
+    def append(self, rows: Iterable[tuple[str, str, str, str]]) -> None:
+        """Rows `(key, bench, item_id, response)`, on disk (fsync) when this returns."""
+        rows = list(rows)
+        if not rows:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as fh:
+            for key, bench, item_id, response in rows:
+                row = {"key": key, "bench": bench, "item_id": item_id, "response": response}
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        for key, _, _, response in rows:
+            self.responses[key] = response
+
+
+def select_items(
+    bench: Benchmark, items: list[BenchItem], limit: int | None, seed: int = 0
+) -> list[BenchItem]:
+    """`limit` whole groups (see `Benchmark.group_key`) drawn with a fixed seed, in load order.
+
+    A sample rather than the first N: POPE's files, for one, come one negative-sampling split
+    after the other. The seed depends only on the benchmark name, so runs with the same limit
+    see the same items (and hit the cache).
+    """
+    if limit is None:
+        return items
+    groups: dict[str, list[BenchItem]] = {}
+    for it in items:
+        groups.setdefault(bench.group_key(it), []).append(it)
+    if limit >= len(groups):
+        return items
+    keys = list(groups)
+    chosen = set(random.Random(derive_seed(seed, "eval.limit", bench.name)).sample(keys, limit))
+    return [it for it in items if bench.group_key(it) in chosen]
+
+
+def _category_value(v: Any) -> float | None:
+    """A per-category entry as one number: a float, or the headline of a metrics dict."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int | float):
+        return float(v)
+    if isinstance(v, Mapping):
+        for k in ("score", "f1", "accuracy", "overall", "total"):
+            if isinstance(v.get(k), int | float):
+                return float(v[k])
+    return None
+
+
+def _category_n(v: Any, n_per: Mapping[str, Any], cat: str) -> int | None:
+    if isinstance(v, Mapping):
+        for k in ("n", "n_questions"):
+            if isinstance(v.get(k), int):
+                return v[k]
+    n = n_per.get(cat)
+    return n if isinstance(n, int) else None
+
+
+def groups_per_category(bench: Benchmark, items: Iterable[BenchItem]) -> dict[str, int]:
+    """Scored units per category (an MMBench question with all its passes counts once)."""
+    seen: dict[str, set[str]] = {}
+    for it in items:
+        seen.setdefault(it.category, set()).add(bench.group_key(it))
+    return {c: len(g) for c, g in seen.items()}
+
+
+def summarize(
+    bench: Benchmark,
+    spec: BenchSpec,
+    scores: Mapping[str, Any],
+    n_per_category: Mapping[str, int] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The results.json entry of one benchmark: headline, per-category numbers, counts.
+
+    A category's `n` comes from the scorer when it reports one, else from `n_per_category`.
+    """
+    per = scores.get("per_category") or {}
+    n_per = {**(n_per_category or {}), **(scores.get("n_per_category") or {})}
+    cats = {}
+    for cat, v in per.items():
+        value = _category_value(v)
+        if value is not None:
+            cats[str(cat)] = {"score": value, "n": _category_n(v, n_per, cat)}
+    scalars = {
+        k: v
+        for k, v in scores.items()
+        if k not in ("overall", "n", "n_missing", "metric", "benchmark")
+        and isinstance(v, int | float | str)
+        and not isinstance(v, bool)
+    }
+    return {
+        "name": spec.name,
+        "path": str(spec.path),
+        "image_root": str(spec.images),
+        "metric": scores.get("metric", bench.metric),
+        "higher_is_better": bench.higher_is_better,
+        "overall": float(scores["overall"]),
+        "n": scores.get("n"),
+        "n_missing": scores.get("n_missing", 0),
+        "per_category": cats,
+        "extra": scalars,
+        **extra,
+    }
+
+
+def run_benchmark(
+    spec: BenchSpec,
+    out_dir: Path,
+    cache: ResponseCache,
+    get_answer_fn: Callable[[], AnswerFn],
+    *,
+    model_id: str,
+    params: Mapping[str, Any],
+    chunk_size: int,
+    limit: int | None = None,
+    judge: Any = None,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """One benchmark: answer what the cache lacks, score, write `<out>/<name>/`; return its summary."""
+    bench = get_benchmark(spec.name, **spec.options)
+    items = select_items(bench, bench.load(spec.path), limit)
+    ids = [it.item_id for it in items]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{spec.name}: duplicate item ids in {spec.path}; predictions would be lost")
+    root = spec.images
+    keys = [
+        cache_key(model_id, spec.name, it.item_id, it.question, image_ref(it, root), params) for it in items
+    ]
+    todo = [i for i, k in enumerate(keys) if k not in cache]
+    n_cached = len(items) - len(todo)
+    log.info("%s: %d items, %d cached, %d to generate", spec.name, len(items), n_cached, len(todo))
+    task = None
+    if progress is not None:
+        task = progress.add_task(spec.name, total=len(items), completed=n_cached, info=f"{n_cached} cached")
+    t0 = time.perf_counter()
+    for start in range(0, len(todo), chunk_size):
+        chunk = todo[start : start + chunk_size]
+        answers = get_answer_fn()([to_gen_item(items[i], root) for i in chunk])
+        if len(answers) != len(chunk):
+            raise RuntimeError(f"{spec.name}: {len(answers)} answers for {len(chunk)} items")
+        cache.append((keys[i], spec.name, items[i].item_id, a) for i, a in zip(chunk, answers, strict=True))
+        if task is not None:
+            progress.advance(task, len(chunk))
+    gen_seconds = time.perf_counter() - t0
+
+    preds = {it.item_id: r for it, k in zip(items, keys, strict=True) if (r := cache.get(k)) is not None}
+    # Every item was answered above; "wrong" makes any gap visible as n_missing instead of a crash.
+    kwargs: dict[str, Any] = {"missing": "wrong"}
+    if bench.needs_judge:
+        kwargs["judge"] = judge
+    scores = bench.score(preds, items, **kwargs)
+    n_missing = len(items) - len(preds)
+    if n_missing:
+        log.warning("%s: %d item(s) without an answer, scored as wrong", spec.name, n_missing)
+    bdir = out_dir / spec.name
+    write_json(bdir / "predictions.json", preds, indent=1)
+    write_json(bdir / "scores.json", scores, indent=2)
+    return summarize(
+        bench,
+        spec,
+        scores,
+        groups_per_category(bench, items),
+        n_items=len(items),
+        n_generated=len(todo),
+        n_cached=n_cached,
+        n_unanswered=n_missing,
+        generation_seconds=round(gen_seconds, 3),
+        items_per_s=round(len(todo) / gen_seconds, 2) if todo and gen_seconds > 0 else None,
+    )
+
+
+def run_benchmarks(
+    specs: Sequence[BenchSpec],
+    out_dir: str | os.PathLike,
+    *,
+    model_dir: str | os.PathLike | None = None,
+    answer_fn: AnswerFn | None = None,
+    model_id: str | None = None,
+    batch_size: int = 8,
+    max_new_tokens: int = 32,
+    limit: int | None = None,
+    device: str = "cpu",
+    cache_path: str | os.PathLike | None = None,
+    chunk_size: int | None = None,
+    judge_factory: Callable[[], Any] | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Run `specs` on one model; write results.json + results.md under `out_dir`; return the results.
+
+    Give `model_dir` (loaded with plain transformers only if something is not cached) or
+    `answer_fn` with a `model_id` naming what answers (it replaces the fingerprint in the cache key).
+    Answers are cached every `chunk_size` items (default: 8 batches).
+    """
+    if (model_dir is None) == (answer_fn is None):
+        raise ValueError("give exactly one of model_dir and answer_fn")
+    if answer_fn is not None and not model_id:
+        raise ValueError("answer_fn needs a model_id (the cache key's model identity)")
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"a benchmark is given twice: {names}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    fingerprint = model_fingerprint(model_dir) if model_dir is not None else str(model_id)
+    params = generation_params(max_new_tokens)
+    cache = ResponseCache(cache_path if cache_path is not None else out / CACHE_FILE)
+
+    # Fail before any generation when a judged benchmark has no judge; build the judge only if needed.
+    judge = None
+    if any(get_benchmark(s.name, **s.options).needs_judge for s in specs):
+        if judge_factory is None:
+            raise ValueError(
+                "a benchmark needs an LLM judge: give judge options (--judge-base-url, --judge-model)"
+            )
+        judge = judge_factory()
+
+    loaded: list[AnswerFn] = [answer_fn] if answer_fn is not None else []
+
+    def get_answer_fn() -> AnswerFn:
+        # The model is loaded at the first item the cache cannot answer, and once for all benchmarks.
+        if not loaded:
+            from vitune.eval.generate import Generator
+
+            loaded.append(
+                Generator.from_dir(
+                    model_dir, device=device, batch_size=batch_size, max_new_tokens=max_new_tokens
+                )  # type: ignore[arg-type]
+            )
+        return loaded[0]
+
+    results = _previous_results(out, fingerprint, params, limit)
+    results.update(
+        {
+            "model": str(Path(model_dir).resolve()) if model_dir is not None else str(model_id),
+            "model_fingerprint": fingerprint,
+            "params": params,
+            "limit": limit,
+            "vitune_version": __version__,
+        }
+    )
+    progress = None
+    if show_progress:
+        from vitune.utils.progress import make_progress
+
+        progress = make_progress()
+        progress.start()
+    try:
+        for spec in specs:
+            summary = run_benchmark(
+                spec,
+                out,
+                cache,
+                get_answer_fn,
+                model_id=fingerprint,
+                params=params,
+                chunk_size=chunk_size or batch_size * 8,
+                limit=limit,
+                judge=judge,
+                progress=progress,
+            )
+            results["benchmarks"][spec.name] = summary
+            # Written after each benchmark: a later failure keeps the finished ones' results.
+            write_results(out, results)
+    finally:
+        if progress is not None:
+            progress.stop()
+        if judge is not None and hasattr(judge, "close"):
+            judge.close()
+    return results
+
+
+def _previous_results(
+    out: Path, fingerprint: str, params: Mapping[str, Any], limit: int | None
+) -> dict[str, Any]:
+    """Earlier results in `out` of the same model and settings (their benchmarks are kept), else empty."""
+    path = out / RESULTS_FILE
+    if path.exists():
+        old = json.loads(path.read_text(encoding="utf-8"))
+        same = (old.get("model_fingerprint"), old.get("params"), old.get("limit")) == (
+            fingerprint,
+            dict(params),
+            limit,
+        )
+        if same:
+            return old
+        log.info("%s: results of another model or settings are replaced", path)
+    return {"benchmarks": {}}
+
+
+def write_results(out: Path, results: Mapping[str, Any]) -> None:
+    write_json(out / RESULTS_FILE, results, indent=2)
+    write_text(out / MARKDOWN_FILE, results_markdown(results))
+
+
+def load_results(run: str | os.PathLike) -> dict[str, Any]:
+    """A run's results.json (given the run folder or the file itself)."""
+    p = Path(run)
+    p = p / RESULTS_FILE if p.is_dir() else p
+    return json.loads(p.read_text(encoding="utf-8"))
+
+
+# ---- tables ------------------------------------------------------------------------------------
+
+RESULT_COLUMNS = ("benchmark", "category", "metric", "n", "score", "missing")
+COMPARE_COLUMNS = ("benchmark", "category", "metric", "A", "B", "delta (B - A)")
+
+
+def _fmt(v: float | None) -> str:
+    return "—" if v is None else f"{v:.2f}"
+
+
+def result_rows(results: Mapping[str, Any]) -> list[tuple[str, ...]]:
+    """Rows of `RESULT_COLUMNS`: per benchmark the overall score, then its categories (indented)."""
+    rows = []
+    for name, b in results["benchmarks"].items():
+        missing = b.get("n_missing", 0) or 0
+        rows.append((name, "overall", b["metric"], str(b.get("n") or ""), _fmt(b["overall"]), str(missing)))
+        for cat, c in b["per_category"].items():
+            rows.append(("", f"  {cat}", "", "" if c["n"] is None else str(c["n"]), _fmt(c["score"]), ""))
+    return rows
+
+
+def _delta(x: float | None, y: float | None, higher_is_better: bool) -> str:
+    if x is None or y is None:
+        return "—"
+    d = y - x
+    tag = "" if abs(d) < 1e-9 else (" (better)" if (d > 0) == higher_is_better else " (worse)")
+    return f"{d:+.2f}{tag}"
+
+
+def compare_rows(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[tuple[str, ...]]:
+    """Rows of `COMPARE_COLUMNS` over the union of both runs' benchmarks and categories.
+
+    The delta is B - A; a trailing "(better)"/"(worse)" follows each benchmark's direction
+    (lower CHAIR is better). A benchmark or category one run lacks shows "—".
+    """
+    rows = []
+    ba, bb = a["benchmarks"], b["benchmarks"]
+    for name in [*ba, *(n for n in bb if n not in ba)]:
+        ra, rb = ba.get(name) or {}, bb.get(name) or {}
+        ref = ra or rb
+        up = ref.get("higher_is_better", True)
+        oa, ob = ra.get("overall"), rb.get("overall")
+        rows.append((name, "overall", ref["metric"], _fmt(oa), _fmt(ob), _delta(oa, ob, up)))
+        ca, cb = ra.get("per_category", {}), rb.get("per_category", {})
+        for cat in [*ca, *(c for c in cb if c not in ca)]:
+            x = ca[cat]["score"] if cat in ca else None
+            y = cb[cat]["score"] if cat in cb else None
+            rows.append(("", f"  {cat}", "", _fmt(x), _fmt(y), _delta(x, y, up)))
+    return rows
+
+
+def markdown_table(columns: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    def cell(s: str) -> str:
+        return s.strip().replace("|", "\\|")  # rich's indentation means nothing in Markdown
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def results_markdown(results: Mapping[str, Any]) -> str:
+    head = f"# Benchmark results\n\nmodel: `{results.get('model', '')}` (fingerprint `{results.get('model_fingerprint', '')}`)"
+    params = results.get("params", {})
+    head += f", greedy, max_new_tokens {params.get('max_new_tokens')}"
+    if results.get("limit") is not None:
+        head += f", limit {results['limit']} per benchmark"
+    return head + "\n\n" + markdown_table(RESULT_COLUMNS, result_rows(results))
+
+
+def results_table(results: Mapping[str, Any], title: str = "Benchmark results"):
+    """A rich `Table` of `result_rows` (the CLI's and the quickstart's printout)."""
+    from rich.table import Table
+
+    table = Table(*RESULT_COLUMNS, title=title)
+    for row in result_rows(results):
+        table.add_row(*row, style="bold" if row[1] == "overall" else None)
+    return table
