@@ -20,14 +20,28 @@ def test_version():
 
 
 def test_world_then_build(tmp_path):
-    res = runner.invoke(app, ["world", "--out", str(tmp_path / "w"), "--images", "40", "--seed", "3", "--workers", "1"])
+    res = runner.invoke(
+        app, ["world", "--out", str(tmp_path / "w"), "--images", "40", "--seed", "3", "--workers", "1"]
+    )
     assert res.exit_code == 0, res.output
     meta = json.loads((tmp_path / "w" / "world.json").read_text())
     assert meta["seed"] == 3 and meta["n_images"] == 40
 
     res = runner.invoke(
         app,
-        ["build", "--world", str(tmp_path / "w"), "--out", str(tmp_path / "b"), "--task", "object_color", "--task", "vqa_short_answer", "--cap", "15"],
+        [
+            "build",
+            "--world",
+            str(tmp_path / "w"),
+            "--out",
+            str(tmp_path / "b"),
+            "--task",
+            "object_color",
+            "--task",
+            "vqa_short_answer",
+            "--cap",
+            "15",
+        ],
     )
     assert res.exit_code == 0, res.output
     manifest = read_manifest(tmp_path / "b" / "instances")
@@ -56,10 +70,17 @@ def test_tasks_list_and_show():
 def test_synth_and_curate_commands_chain(tmp_path):
     res = runner.invoke(app, ["world", "--out", str(tmp_path / "w"), "--images", "30", "--workers", "1"])
     assert res.exit_code == 0, res.output
-    res = runner.invoke(app, ["synth", "--world", str(tmp_path / "w"), "--out", str(tmp_path / "s"), "--limit", "5"])
+    res = runner.invoke(
+        app, ["synth", "--world", str(tmp_path / "w"), "--out", str(tmp_path / "s"), "--limit", "5"]
+    )
     assert res.exit_code == 0, res.output
     llava = json.loads((tmp_path / "s" / "synth_llava.json").read_text())
-    assert {r["task_name"] for r in llava} >= {"conversation", "complex_reasoning", "referring_qa", "detail_description"}
+    assert {r["task_name"] for r in llava} >= {
+        "conversation",
+        "complex_reasoning",
+        "referring_qa",
+        "detail_description",
+    }
     assert all(r["conversations"][0]["value"].startswith("<image>\n") for r in llava)
 
     res = runner.invoke(

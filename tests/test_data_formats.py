@@ -16,14 +16,21 @@ from vitune.utils.atomic import atomic_open
 
 def _instances() -> list[Instance]:
     return [
-        Instance("a", "train/1.jpg", "vqa", [Turn("user", "What is it?"), Turn("assistant", "A dog.")], {"k": 1}),
+        Instance(
+            "a", "train/1.jpg", "vqa", [Turn("user", "What is it?"), Turn("assistant", "A dog.")], {"k": 1}
+        ),
         Instance(
             "b",
             None,
             "sharegpt",
             [Turn("user", "Hi"), Turn("assistant", "Hello."), Turn("user", "Bye"), Turn("assistant", "Bye!")],
         ),
-        Instance("c", "train/2.jpg", "cap", [Turn("user", "Describe ünïcode."), Turn("assistant", "Text\nwith newline")]),
+        Instance(
+            "c",
+            "train/2.jpg",
+            "cap",
+            [Turn("user", "Describe ünïcode."), Turn("assistant", "Text\nwith newline")],
+        ),
     ]
 
 
@@ -44,7 +51,9 @@ def test_parquet_round_trip_and_datasets_reads_it(tmp_path):
     # Hugging Face datasets reads the shards directly.
     import datasets
 
-    ds = datasets.load_dataset("parquet", data_files=str(tmp_path / "set" / "data" / "*.parquet"), split="train")
+    ds = datasets.load_dataset(
+        "parquet", data_files=str(tmp_path / "set" / "data" / "*.parquet"), split="train"
+    )
     assert ds.num_rows == 3
     assert ds[1]["turns"][2] == {"role": "user", "text": "Bye"}
     assert json.loads(ds[0]["meta"]) == {"k": 1}
@@ -78,7 +87,9 @@ def test_llava_round_trip(tmp_path):
     path = tmp_path / "llava.json"
     assert write_llava_json(insts, path, with_task=True) == 3
     back = read_llava_json(path)
-    assert [(i.id, i.image, i.task, i.turns) for i in back] == [(i.id, i.image, i.task, i.turns) for i in insts]
+    assert [(i.id, i.image, i.task, i.turns) for i in back] == [
+        (i.id, i.image, i.task, i.turns) for i in insts
+    ]
 
 
 def test_llava_import_normalizes_like_llava(tmp_path):
@@ -96,7 +107,10 @@ def test_llava_import_normalizes_like_llava(tmp_path):
         {"id": "t", "conversations": [{"from": "human", "value": "2+2?"}, {"from": "gpt", "value": "4"}]},
         {"id": "bad1", "image": "y.jpg"},
         {"id": "bad2", "conversations": [{"from": "robot", "value": "x"}]},
-        {"id": "bad3", "conversations": [{"from": "human", "value": "<image>\nno image"}, {"from": "gpt", "value": "?"}]},
+        {
+            "id": "bad3",
+            "conversations": [{"from": "human", "value": "<image>\nno image"}, {"from": "gpt", "value": "?"}],
+        },
         "not a dict",
     ]
     path = tmp_path / "in.json"

@@ -17,12 +17,17 @@ def quickstart(
     work: Annotated[Path, typer.Option(help="Work folder (re-running resumes).")] = Path("quickstart-run"),
     images: Annotated[int, typer.Option(min=20, help="Images in the embedded world.")] = 3000,
     seed: Annotated[int, typer.Option()] = 0,
-    train_minutes: Annotated[
+    recipe: Annotated[
+        str, typer.Option(help="Training recipe (bundled name or YAML path).")
+    ] = "tiny-two-stage",
+    time_scale: Annotated[
         float | None,
-        typer.Option(help="Wall-clock budget for training (default: the tiny recipe's 7 minutes)."),
+        typer.Option(
+            min=0.01, help="Multiply every stage's time budget (the recipe's are ~7 minutes in all)."
+        ),
     ] = None,
     max_steps: Annotated[
-        int | None, typer.Option(min=1, help="Training steps (default: the tiny recipe's).")
+        int | None, typer.Option(min=1, help="Cap every stage at N steps (default: the recipe's).")
     ] = None,
     eval_questions: Annotated[
         int | None, typer.Option(min=1, help="Evaluate on at most N val questions.")
@@ -31,14 +36,17 @@ def quickstart(
     """World -> build -> train -> eval on the embedded world, then print the results table."""
     from vitune.pipeline.quickstart import QuickstartConfig, run_quickstart
 
-    cfg = QuickstartConfig(work=work, images=images, seed=seed, eval_questions=eval_questions)
-    cfg.train.seed = seed
+    cfg = QuickstartConfig(work=work, images=images, seed=seed, eval_questions=eval_questions, recipe=recipe)
     if max_steps is not None:
-        cfg.train.max_steps = max_steps
-    if train_minutes is not None:
-        cfg.train.time_budget_s = train_minutes * 60
+        cfg.stage_overrides["max_steps"] = max_steps
+    if time_scale is not None:
+        cfg.time_scale = time_scale
     results = run_quickstart(cfg)
     console.print(results_table(results["eval"]))
+    if "bench" in results:
+        from vitune.eval.world_bench import world_results_table
+
+        console.print(world_results_table(results["bench"]))
     console.print(f"results: {work / 'eval'}")
 
 

@@ -24,7 +24,13 @@ class Rejection:
 
     def to_json(self) -> str:
         return json.dumps(
-            {"stage": self.stage, "file": self.file, "locator": self.locator, "reason": self.reason, "detail": self.detail},
+            {
+                "stage": self.stage,
+                "file": self.file,
+                "locator": self.locator,
+                "reason": self.reason,
+                "detail": self.detail,
+            },
             ensure_ascii=False,
             sort_keys=True,
         )

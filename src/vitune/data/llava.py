@@ -36,7 +36,9 @@ def instance_to_llava(inst: Instance, *, with_task: bool = False) -> dict[str, A
     return rec
 
 
-def write_llava_json(instances: Iterable[Instance], path: str | os.PathLike, *, with_task: bool = False) -> int:
+def write_llava_json(
+    instances: Iterable[Instance], path: str | os.PathLike, *, with_task: bool = False
+) -> int:
     """Stream instances to a LLaVA JSON list (atomic); returns the number written."""
     n = 0
     with atomic_open(Path(path), "w") as fh:

@@ -27,7 +27,11 @@ def is_done(step_dir: Path, params: dict[str, Any]) -> bool:
 
 
 def mark_done(step_dir: Path, params: dict[str, Any], result: dict[str, Any] | None = None) -> None:
-    write_json(step_dir / MARKER, {"params": json.loads(json.dumps(params, default=str)), "result": result or {}}, indent=2)
+    write_json(
+        step_dir / MARKER,
+        {"params": json.loads(json.dumps(params, default=str)), "result": result or {}},
+        indent=2,
+    )
 
 
 def read_result(step_dir: Path) -> dict[str, Any]:

@@ -4,7 +4,30 @@ from __future__ import annotations
 
 # Attribute words that name a colour (Visual Genome attributes, the embedded world's colours).
 COLOR_WORDS = frozenset(
-    ["red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white", "gray", "grey", "silver", "gold", "beige", "tan", "cyan", "teal", "navy", "maroon", "violet", "magenta"]
+    [
+        "red",
+        "orange",
+        "yellow",
+        "green",
+        "blue",
+        "purple",
+        "pink",
+        "brown",
+        "black",
+        "white",
+        "gray",
+        "grey",
+        "silver",
+        "gold",
+        "beige",
+        "tan",
+        "cyan",
+        "teal",
+        "navy",
+        "maroon",
+        "violet",
+        "magenta",
+    ]
 )
 
 
