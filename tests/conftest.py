@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from vitune.data.ledger import Ledger
 from vitune.data.records import QA, Box, ImageRecord, ObjectAnn
+from vitune.sources.merge import load_world
+from vitune.tasks.build import build_to_dir
+from vitune.world.generate import generate_world
 
 
 def make_record(image_id: str = "1", *, objects=None, captions=None, qas=None) -> ImageRecord:
@@ -33,3 +37,16 @@ def make_record(image_id: str = "1", *, objects=None, captions=None, qas=None) -
 @pytest.fixture
 def records() -> list[ImageRecord]:
     return [make_record(str(i)) for i in range(1, 6)]
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("recipe")
+    world = root / "world"
+    generate_world(world, 30, seed=3, workers=1)
+    ledger = Ledger()
+    records = load_world(world, "train", ledger)
+    build_to_dir(
+        records, ["coco_caption_coarse", "object_color", "vqa_short_answer"], root / "data", cap=40, seed=0
+    )
+    return world, root / "data"

@@ -17,27 +17,43 @@ from vitune.train.templates import generation_prompt
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     work = tmp_path_factory.mktemp("qs")
-    cfg = QuickstartConfig(work=work, images=80, eval_questions=30, workers=1)
-    cfg.train.max_steps = 40
-    cfg.train.batch_size = 8
-    cfg.train.num_threads = 2
+    cfg = QuickstartConfig(
+        work=work,
+        images=80,
+        eval_questions=30,
+        workers=1,
+        synth_images=20,
+        bench_images=6,
+        stage_overrides={"max_steps": 20, "time_budget_s": None, "per_device_batch": 8, "global_batch": 8},
+    )
     return cfg, run_quickstart(cfg)
 
 
-def test_loss_falls_and_counts_reconcile(run):
+def test_every_stage_runs_and_loss_falls(run):
     cfg, out = run
-    t = out["train"]
-    assert t["steps"] == 40
-    assert t["last_loss"] < 0.7 * t["first_loss"]
-    # The recipe warms up on perception tasks for half the steps, then trains on everything.
-    warm = [json.loads(line) for line in (cfg.work / "train" / "warmup" / "metrics.jsonl").read_text().splitlines()]
-    metrics = [json.loads(line) for line in (cfg.work / "train" / "metrics.jsonl").read_text().splitlines()]
-    n_warm = int(40 * cfg.train.warmup_fraction)
-    assert warm[0]["step"] == 1 and warm[-1]["step"] == n_warm
-    assert metrics[0]["step"] == 1 and metrics[-1]["step"] == 40 - n_warm
+    stages = out["train"]["stages"]
+    # The tiny two-stage recipe: dense vision pretraining, perception, stage 1 (tasks), stage 2 (chat).
+    assert list(stages) == ["vision", "perception", "stage1", "stage2"]
+    assert all(s["steps"] == 20 for s in stages.values())
+    for name in ("vision", "perception"):
+        assert stages[name]["last_loss"] < 0.8 * stages[name]["first_loss"], name
+    for name in ("stage1", "stage2"):
+        assert stages[name]["last_loss"] < stages[name]["first_loss"], name
+    assert stages["stage1"]["last_loss"] < 0.7 * stages["perception"]["first_loss"]
+    metrics = cfg.work / "train" / "stages" / "stage1" / "metrics.jsonl"
+    steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
+    assert steps[0] == 1 and steps[-1] == 20
+    # Stage 1 sees every task; perception only its four.
     build = out["build"]
     assert build["instances"] == sum(build["per_task"].values()) > 0
     assert set(build["per_task"]) == set(cfg.tasks)
+    s1 = json.loads((cfg.work / "train" / "stages" / "stage1" / "summary.json").read_text())
+    pc = json.loads((cfg.work / "train" / "stages" / "perception" / "summary.json").read_text())
+    assert s1["data"][0]["kept"] + s1["data"][0]["rejected"] == build["instances"]
+    assert pc["data"][0]["seen"] == sum(
+        build["per_task"][t] for t in ("color_inventory", "object_inventory", "object_color", "object_shape")
+    )
+    assert out["synth"]["instances"] > 0
 
 
 def test_eval_table_has_model_and_baseline(run):
@@ -61,7 +77,10 @@ def test_checkpoint_reloads_with_plain_transformers_and_answers(run):
     # Re-answer an evaluated question with plain transformers: same answer as the eval run gave.
     first = json.loads((cfg.work / "eval" / "vqa_predictions.jsonl").read_text().splitlines()[0])
     rec, qa = next(
-        (r, q) for r in load_world(cfg.work / "world", "val") for q in r.qas if str(q.question_id) == first["question_id"]
+        (r, q)
+        for r in load_world(cfg.work / "world", "val")
+        for q in r.qas
+        if str(q.question_id) == first["question_id"]
     )
     prompt = generation_prompt("vicuna_v1", [("user", vqa_prompt(qa.question))], True)
     image = Image.open(cfg.work / "world" / "images" / rec.file_name).convert("RGB")
@@ -95,3 +114,12 @@ def test_from_scratch_tower_normalizes_with_dataset_statistics(run):
     mean = processor.image_processor.image_mean
     # The world's light backgrounds put the data mean far above CLIP's.
     assert all(m > c + 0.2 for m, c in zip(mean, CLIP_MEAN, strict=True))
+
+
+def test_world_benchmark_table(run):
+    cfg, out = run
+    bench = out["bench"]["benchmarks"]
+    assert {"vqav2", "pope", "mme", "mmbench", "seed_bench", "imagefolder"} <= set(bench)
+    for name, res in bench.items():
+        assert res["n_unanswered"] == 0 and res["n_items"] == res["n_generated"] + res["n_cached"] > 0, name
+    assert (cfg.work / "bench" / "results" / "results.md").exists()

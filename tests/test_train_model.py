@@ -173,6 +173,8 @@ def test_warmup_curriculum_trains_perception_tasks_first(world, tmp_path):
     assert [m["step"] for m in warm] == [1, 2, 3] and [m["step"] for m in main] == [1, 2, 3]
     # Pixel statistics of the three solid images are saved with the processor.
     _, proc = load_pretrained(s["model_dir"])
-    assert proc.image_processor.image_mean == pytest.approx([280 / 3 / 255, 260 / 3 / 255, 290 / 3 / 255], abs=1e-4)
+    assert proc.image_processor.image_mean == pytest.approx(
+        [280 / 3 / 255, 260 / 3 / 255, 290 / 3 / 255], abs=1e-4
+    )
     with pytest.raises(ValueError, match="match no instance"):
         train_tiny(insts, root, tmp_path / "bad", cfg.model_copy(update={"warmup_tasks": ["nope"]}))

@@ -1,10 +1,11 @@
-"""`vitune quickstart`: world -> sources -> tasks -> train -> eval in one work folder.
+"""`vitune quickstart`: world -> sources -> tasks / synth -> train -> eval in one work folder.
 
 Layout of the work folder::
 
     world/       the embedded miniature world (COCO / VG / VQAv2 files + images)
     data/        instance set (Parquet + manifest), LLaVA JSON export, rejected ledger
-    train/       metrics.jsonl, summary.json, model/ (plain transformers checkpoint)
+    synth/       ~1K template-synthesized conversations (stage 2 of the two-stage recipe)
+    train/       the `tiny-two-stage` recipe run: base/, stages/<name>/, model -> last stage
     eval/        VQAv2 predictions (resumable) and results
 
 Each step is skipped when its `done.json` matches its parameters, so a killed quickstart resumes.
@@ -23,12 +24,10 @@ from typing import Any
 from vitune import __version__
 from vitune.data.ledger import Ledger
 from vitune.data.records import ImageRecord
-from vitune.data.store import read_instances
-from vitune.pipeline.steps import is_done, mark_done, read_result
 from vitune.sources.merge import load_world
 from vitune.tasks.build import build_to_dir
-from vitune.train.loop import TrainConfig
 from vitune.utils.atomic import write_json
+from vitune.utils.steps import is_done, mark_done, read_result
 from vitune.world.layout import WorldLayout
 
 DEFAULT_TASKS = [
@@ -46,21 +45,6 @@ DEFAULT_TASKS = [
 Say = Callable[[str], None]
 
 
-def quickstart_train_config() -> TrainConfig:
-    """The tiny CPU recipe: 128 px images in 64 tokens, a 7-minute training budget on 2 cores."""
-    return TrainConfig(
-        preset="tiny128",
-        lr=1e-3,
-        batch_size=16,
-        max_steps=5000,
-        time_budget_s=420,
-        pixel_norm="dataset",
-        # Perception first: the image pathway learns before text priors dominate the gradient.
-        warmup_tasks=["color_inventory", "object_inventory", "object_color", "object_shape"],
-        warmup_fraction=0.3,
-    )
-
-
 @dataclass
 class QuickstartConfig:
     work: Path
@@ -71,10 +55,20 @@ class QuickstartConfig:
     eval_split: str = "val"
     eval_questions: int | None = None  # limit for faster runs (first N questions, image order)
     workers: int = 2
-    train: TrainConfig = field(default_factory=lambda: quickstart_train_config())
+    recipe: str = "tiny-two-stage"  # a bundled training recipe name or a YAML path
+    # Applied to every stage of the recipe (e.g. {"max_steps": 20, "time_budget_s": None} in tests).
+    stage_overrides: dict[str, Any] = field(default_factory=dict)
+    time_scale: float = 1.0  # multiplies every stage's time budget
+    synth_images: int = 400  # images whose annotations seed the stage-2 conversations
+    bench_images: int = 60  # held-out test images the official-format world benchmarks are written from
+    synth_generators: list[str] = field(
+        default_factory=lambda: ["conversation", "complex_reasoning", "detail_description"]
+    )
 
 
-def step_world(cfg: QuickstartConfig, say: Say, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+def step_world(
+    cfg: QuickstartConfig, say: Say, progress: Callable[[int], None] | None = None
+) -> dict[str, Any]:
     from vitune.world.generate import generate_world
 
     d = cfg.work / "world"
@@ -93,7 +87,13 @@ def step_world(cfg: QuickstartConfig, say: Say, progress: Callable[[int], None] 
 def step_build(cfg: QuickstartConfig, say: Say) -> dict[str, Any]:
     world = cfg.work / "world"
     d = cfg.work / "data"
-    params = {"tasks": cfg.tasks, "cap": cfg.cap, "seed": cfg.seed, "world": read_result(world), "version": __version__}
+    params = {
+        "tasks": cfg.tasks,
+        "cap": cfg.cap,
+        "seed": cfg.seed,
+        "world": read_result(world),
+        "version": __version__,
+    }
     if is_done(d, params):
         say(f"build: reusing {d}")
         return read_result(d)
@@ -101,29 +101,117 @@ def step_build(cfg: QuickstartConfig, say: Say) -> dict[str, Any]:
     records = load_world(world, "train", ledger)
     layout = WorldLayout(world)
     manifest = build_to_dir(
-        records, cfg.tasks, d, cap=cfg.cap, seed=cfg.seed, ledger=ledger, inputs=layout.annotation_files("train")
+        records,
+        cfg.tasks,
+        d,
+        cap=cfg.cap,
+        seed=cfg.seed,
+        ledger=ledger,
+        inputs=layout.annotation_files("train"),
     )
-    result = {"records": len(records), "instances": manifest["count"], "per_task": manifest["per_task"], "rejected": len(ledger)}
+    result = {
+        "records": len(records),
+        "instances": manifest["count"],
+        "per_task": manifest["per_task"],
+        "rejected": len(ledger),
+    }
     mark_done(d, params, result)
     say(f"build: {len(records)} images -> {manifest['count']} instances ({len(ledger)} rejected)")
     return result
 
 
-def step_train(cfg: QuickstartConfig, say: Say, progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    from vitune.train.pipeline import train_tiny
+def step_synth(cfg: QuickstartConfig, say: Say) -> dict[str, Any]:
+    """Template-synthesized conversations (no LLM needed) for the style-alignment stage."""
+    from vitune.synth import TemplateBackend
+    from vitune.synth import synth as run_synth
+
+    world = cfg.work / "world"
+    d = cfg.work / "synth"
+    params = {
+        "images": cfg.synth_images,
+        "generators": cfg.synth_generators,
+        "seed": cfg.seed,
+        "world": read_result(world),
+        "version": __version__,
+    }
+    if is_done(d, params):
+        say(f"synth: reusing {d}")
+        return read_result(d)
+    ledger = Ledger()
+    records = load_world(world, "train", ledger)
+    summary = run_synth(
+        records,
+        cfg.synth_generators,
+        TemplateBackend(),
+        d,
+        seed=cfg.seed,
+        limit=cfg.synth_images,
+        ledger=ledger,
+    )
+    result = {
+        "llava_json": str(d / "synth_llava.json"),
+        "instances": summary["export"]["total_instances"],
+    }
+    mark_done(d, params, result)
+    say(f"synth: {cfg.synth_images} images -> {result['instances']} conversations")
+    return result
+
+
+def quickstart_recipe(cfg: QuickstartConfig):
+    """The training recipe with the work folder's paths filled in and the overrides applied."""
+    from vitune.train.recipe import load_recipe
+
+    world = cfg.work / "world"
+    variables = {
+        "world": str(world),
+        "tasks": str(cfg.work / "data" / "instances"),
+        "chat": str(cfg.work / "synth" / "synth_llava.json"),
+        "images": str(WorldLayout(world).image_root),
+        "seed": str(cfg.seed),
+    }
+    recipe = load_recipe(cfg.recipe, variables)
+    stages = []
+    for st in recipe.stages:
+        update = dict(cfg.stage_overrides)
+        if st.time_budget_s is not None and "time_budget_s" not in update:
+            update["time_budget_s"] = st.time_budget_s * cfg.time_scale
+        stages.append(st.model_copy(update=update))
+    return recipe.model_copy(update={"stages": stages})
+
+
+def step_train(
+    cfg: QuickstartConfig, say: Say, progress: Callable[[str, dict[str, Any]], None] | None = None
+) -> dict[str, Any]:
+    from vitune.train.stages import run_recipe
 
     d = cfg.work / "train"
-    params = {"train": cfg.train.model_dump(), "data": read_result(cfg.work / "data"), "version": __version__}
+    recipe = quickstart_recipe(cfg)
+    params = {
+        "recipe": recipe.model_dump(),
+        "data": read_result(cfg.work / "data"),
+        "synth": read_result(cfg.work / "synth"),
+        "version": __version__,
+    }
     if is_done(d, params):
         say(f"train: reusing {d / 'model'}")
         return read_result(d)
-    instances = read_instances(cfg.work / "data" / "instances")
-    summary = train_tiny(instances, WorldLayout(cfg.work / "world").image_root, d, cfg.train, progress)
-    keep = ("model_dir", "steps", "first_loss", "last_loss", "tokens_per_s", "train_seconds", "peak_rss_mb", "total_seconds")
-    result = {k: summary[k] for k in keep if k in summary}
-    result["rejected"] = len(summary.get("rejected", []))
+    t0 = time.perf_counter()
+    out = run_recipe(recipe, d, progress=progress)
+    result = {
+        "model_dir": str((d / "model").resolve()),
+        "stages": out["stages"],
+        "train_seconds": round(time.perf_counter() - t0, 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+    }
     mark_done(d, params, result)
     return result
+
+
+def peak_rss_mb() -> float:
+    import resource
+
+    # ru_maxrss is in KiB on Linux.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def step_eval(cfg: QuickstartConfig, say: Say) -> dict[str, Any]:
@@ -132,7 +220,12 @@ def step_eval(cfg: QuickstartConfig, say: Say) -> dict[str, Any]:
     world = cfg.work / "world"
     d = cfg.work / "eval"
     train = read_result(cfg.work / "train")
-    params = {"train": train, "split": cfg.eval_split, "questions": cfg.eval_questions, "version": __version__}
+    params = {
+        "train": train,
+        "split": cfg.eval_split,
+        "questions": cfg.eval_questions,
+        "version": __version__,
+    }
     if is_done(d, params):
         say(f"eval: reusing {d}")
         return read_result(d)
@@ -146,7 +239,35 @@ def step_eval(cfg: QuickstartConfig, say: Say) -> dict[str, Any]:
     records = load_world(world, cfg.eval_split, ledger)
     if cfg.eval_questions is not None:
         records = _limit_questions(records, cfg.eval_questions)
-    result = run_vqa_eval(records, WorldLayout(world).image_root, train_qas, d, model_dir=Path(train["model_dir"]))
+    result = run_vqa_eval(
+        records, WorldLayout(world).image_root, train_qas, d, model_dir=Path(train["model_dir"])
+    )
+    mark_done(d, params, result)
+    return result
+
+
+def step_bench(cfg: QuickstartConfig, say: Say) -> dict[str, Any]:
+    """POPE / MME / MMBench / SEED / VQAv2 / classification written in their official formats from
+    held-out test images, run through the generic benchmark runner (resumable, cached)."""
+    from vitune.eval.world_bench import run_world_benchmarks
+
+    d = cfg.work / "bench"
+    train = read_result(cfg.work / "train")
+    params = {"train": train, "images": cfg.bench_images, "seed": cfg.seed, "version": __version__}
+    if is_done(d, params):
+        say(f"bench: reusing {d}")
+        return read_result(d)
+    result = run_world_benchmarks(
+        train["model_dir"],
+        cfg.work / "world",
+        d,
+        split="test",
+        seed=cfg.seed,
+        max_images=cfg.bench_images,
+        pope_pairs=1,
+        batch_size=16,
+        max_new_tokens=16,
+    )
     mark_done(d, params, result)
     return result
 
@@ -166,7 +287,6 @@ def _limit_questions(records: list[ImageRecord], n: int) -> list[ImageRecord]:
 def config_dict(cfg: QuickstartConfig) -> dict[str, Any]:
     d = asdict(cfg)
     d["work"] = str(cfg.work)
-    d["train"] = cfg.train.model_dump()
     return d
 
 
@@ -184,19 +304,28 @@ def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
         out["world"] = step_world(cfg, say, lambda k: prog.advance(bar, k))
         prog.update(bar, completed=cfg.images)
     out["build"] = step_build(cfg, say)
+    out["synth"] = step_synth(cfg, say)
     with make_progress() as prog:
-        bar = prog.add_task("train", total=None, info="")
+        bars: dict[str, Any] = {}
 
-        def on_step(m: dict[str, Any]) -> None:
-            total = m.get("total_steps")
-            info = f"loss {m.get('loss', float('nan')):.3f}  {m.get('tokens_per_s', 0):,.0f} tok/s"
-            prog.update(bar, completed=m.get("step", 0), total=total, info=info)
+        def on_step(stage: str, m: dict[str, Any]) -> None:
+            if stage not in bars:
+                bars[stage] = prog.add_task(stage, total=m.get("total_steps"), info="")
+            info = f"loss {m.get('loss', float('nan')):.3f}"
+            if "tokens_per_s" in m:
+                info += f"  {m['tokens_per_s']:,.0f} tok/s"
+            prog.update(bars[stage], completed=m.get("step", 0), total=m.get("total_steps"), info=info)
 
         out["train"] = step_train(cfg, say, on_step)
-    t = out["train"]
-    say(f"train: loss {t.get('first_loss', float('nan')):.3f} -> {t.get('last_loss', float('nan')):.3f} in {t.get('steps')} steps")
+    for name, st in out["train"]["stages"].items():
+        first, last = st.get("first_loss"), st.get("last_loss")
+        if first is not None and last is not None:
+            say(f"train/{name}: loss {first:.3f} -> {last:.3f} in {st.get('steps')} steps")
     with console.status("eval: answering held-out VQAv2 questions"):
         out["eval"] = step_eval(cfg, say)
+    if cfg.bench_images:
+        with console.status("bench: official-format benchmarks written from held-out images"):
+            out["bench"] = step_bench(cfg, say)
     out["seconds"] = round(time.perf_counter() - t0, 1)
     write_json(cfg.work / "results.json", out, indent=2)
     say(f"quickstart finished in {out['seconds']} s")

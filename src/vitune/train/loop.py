@@ -1,9 +1,19 @@
-"""A plain PyTorch training loop for (tiny) LLaVA models on the CPU.
+"""The training loop of one stage: accelerate-driven, exactly resumable, the same on 1 or N processes.
 
-AdamW, linear warmup then cosine decay, gradient clipping and accumulation, everything seeded
-(torch, random, numpy, the DataLoader's shuffling generator). The loss is the token-level mean over
-the whole accumulation window (summed cross-entropy / supervised tokens), so accumulating k
-micro-batches gives the same gradient as one k-times-larger batch, whatever the padding.
+AdamW, linear warmup then cosine decay, gradient clipping and accumulation, everything seeded. The
+loss is the token-level mean over the whole *global* batch (summed cross-entropy / supervised tokens
+of all micro-batches on all processes), so k accumulation steps, or k processes under DDP, give the
+same gradient as one k-times-larger batch, whatever the padding.
+
+Data order is a pure function of (seed, epoch): a `Plan` turns an epoch into micro-batches of dataset
+indices, optimizer step s consumes micro-batches [s*W*A, (s+1)*W*A) of the endless stream of epochs
+(W processes, A accumulation steps) and process r takes every W-th of them. A checkpoint therefore only
+needs the step count to continue on exactly the same batches; with the RNG and optimizer states it
+gives the same loss curve as an uninterrupted run.
+
+Scale-out is accelerate's job (`accelerate launch` with DDP / FSDP / DeepSpeed configs); the loop
+only asks accelerate to prepare the model and optimizer and never shards data itself beyond the
+rank-strided stream above.
 
 Every `log_every` optimizer steps a line goes to `metrics.jsonl` (loss, lr, tokens/s, padding
 fraction) and to the optional progress callback.
@@ -17,20 +27,23 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 from pydantic import BaseModel, Field
-from torch.utils.data import DataLoader
 
-from vitune.train.labels import IGNORE_INDEX, TrainDataset
+from vitune.train.checkpoint import load_checkpoint, save_checkpoint
+from vitune.train.labels import IGNORE_INDEX
+from vitune.utils.hashing import derive_seed
 
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[dict[str, Any]], None]
+Plan = Callable[[int], list[list[int]]]  # epoch -> micro-batches of dataset indices
 
 
 class TrainConfig(BaseModel):
@@ -44,7 +57,7 @@ class TrainConfig(BaseModel):
     max_steps: int | None = None  # overrides epochs when set
     # Wall-clock cap; the lr schedule follows it (which makes the run time-dependent).
     time_budget_s: float | None = None
-    batch_size: int = 16
+    batch_size: int = 16  # per process
     grad_accum: int = 1
     warmup_ratio: float = 0.05
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
@@ -63,8 +76,12 @@ class TrainConfig(BaseModel):
     # fraction of the steps/time budget, then on everything. Empty: one pass over everything.
     warmup_tasks: list[str] = Field(default_factory=list)
     warmup_fraction: float = Field(default=0.3, ge=0.0, lt=1.0)
+    # Seconds of dense patch supervision of a from-scratch vision tower before the LLaVA stages.
+    dense_vision_s: float = Field(default=0.0, ge=0.0)
     num_threads: int | None = None  # None: one per available core, at most 4
     log_every: int = Field(default=10, ge=1)
+    save_every: int | None = Field(default=None, ge=1)  # steps between resumable checkpoints
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -93,6 +110,48 @@ def lr_factor(progress: float, warmup_ratio: float, min_ratio: float) -> float:
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, rest)))
 
 
+def random_plan(n: int, batch_size: int, seed: int) -> Plan:
+    """LLaVA's default order: a fresh seeded permutation per epoch, cut into micro-batches."""
+
+    def plan(epoch: int) -> list[list[int]]:
+        g = torch.Generator().manual_seed(derive_seed(seed, "epoch", epoch))
+        order = torch.randperm(n, generator=g).tolist()
+        return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+
+    return plan
+
+
+class MicroBatchStream:
+    """Micro-batch number p of the endless sequence of epochs, computed lazily from the plan."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self._epochs: list[list[list[int]]] = []
+        self._starts: list[int] = [0]
+
+    def per_epoch(self) -> int:
+        return len(self._epoch(0))
+
+    def _epoch(self, e: int) -> list[list[int]]:
+        while len(self._epochs) <= e:
+            batches = self.plan(len(self._epochs))
+            if not batches:
+                raise ValueError("the data plan produced an empty epoch")
+            self._epochs.append(batches)
+            self._starts.append(self._starts[-1] + len(batches))
+            if len(self._epochs) > 2:  # only the current and next epochs are ever needed again
+                self._epochs[len(self._epochs) - 3] = []
+        return self._epochs[e]
+
+    def __getitem__(self, p: int) -> tuple[int, list[int]]:
+        e = 0
+        while True:
+            self._epoch(e)
+            if p < self._starts[e + 1]:
+                return e, self._epoch(e)[p - self._starts[e]]
+            e += 1
+
+
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     # No decay on biases and norm weights (1-D tensors), as usual for transformers.
     decay, no_decay = [], []
@@ -104,10 +163,14 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str,
 
 def batch_loss_sum(model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, int]:
     """Summed next-token cross-entropy over supervised positions, and how many there were."""
+    kwargs = {}
+    if batch.get("position_ids") is not None:  # packed rows restart positions per sample
+        kwargs["position_ids"] = batch["position_ids"]
     out = model(
         input_ids=batch["input_ids"],
-        attention_mask=batch["attention_mask"],
+        attention_mask=batch.get("attention_mask"),
         pixel_values=batch["pixel_values"],
+        **kwargs,
     )
     logits = out.logits[:, :-1].float()
     target = batch["labels"][:, 1:]
@@ -117,48 +180,86 @@ def batch_loss_sum(model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch
     return loss, int((target != IGNORE_INDEX).sum())
 
 
+def make_accelerator(cfg: TrainConfig):
+    """An `accelerate.Accelerator` for this stage (single CPU process when not launched)."""
+    from accelerate import Accelerator, DistributedDataParallelKwargs
+
+    mp = cfg.mixed_precision
+    if mp == "auto":
+        mp = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    # Text-only batches leave the vision tower unused; DDP must not wait for its gradients.
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    # cpu=True on a machine without a GPU: otherwise processes started by `accelerate launch` /
+    # torchrun would each train alone instead of forming a gloo process group.
+    return Accelerator(mixed_precision=mp, kwargs_handlers=[ddp], cpu=not torch.cuda.is_available())
+
+
+def _real_tokens(b: dict[str, Any]) -> tuple[int, int]:
+    """(real tokens, token slots) of a batch; padding is the difference."""
+    slots = b["input_ids"].numel()
+    if b.get("n_real") is not None:  # packed batches say how many of their slots hold tokens
+        return int(b["n_real"]), slots
+    mask = b.get("attention_mask")
+    if mask is not None and mask.dim() == 2:
+        return int(mask.sum()), slots
+    return slots, slots
+
+
 def train(
     model: torch.nn.Module,
-    dataset: TrainDataset,
+    dataset: Sequence[dict[str, Any]],
     collate_fn: Callable[[list[dict[str, Any]]], dict[str, Any]],
     cfg: TrainConfig,
     out_dir: str | os.PathLike | None = None,
     progress: ProgressFn | None = None,
+    *,
+    plan: Plan | None = None,
+    resume: bool = False,
+    accelerator: Any = None,
 ) -> dict[str, Any]:
-    """Train in place; returns a summary (steps, first/last loss, throughput, timings)."""
+    """Train in place; returns a summary (steps, first/last loss, throughput, timings).
+
+    With `resume=True` and a checkpoint in `out_dir`, training continues from it on the same
+    batches, with the same RNG and optimizer state; `metrics.jsonl` is cut back to the checkpoint.
+    """
     if len(dataset) == 0:
         raise ValueError("nothing to train on: the dataset is empty")
     torch.set_num_threads(cfg.num_threads or default_threads())
-    gen = seed_everything(cfg.seed)
-    loader = DataLoader(
-        dataset, batch_size=cfg.batch_size, shuffle=True, generator=gen, collate_fn=collate_fn, num_workers=0
-    )
-    steps_per_epoch = math.ceil(len(loader) / cfg.grad_accum)
-    total = cfg.max_steps if cfg.max_steps is not None else max(1, math.ceil(steps_per_epoch * cfg.epochs))
+    seed_everything(cfg.seed)
+    acc = accelerator or make_accelerator(cfg)
+    world, rank = acc.num_processes, acc.process_index
+    stream = MicroBatchStream(plan or random_plan(len(dataset), cfg.batch_size, cfg.seed))
+    per_step = world * cfg.grad_accum
+    total = cfg.max_steps or max(1, math.ceil(stream.per_epoch() * cfg.epochs / per_step))
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("no trainable parameters: enable at least one of projector / llm / vision")
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95))
+    out = Path(out_dir) if out_dir is not None else None
+    state: dict[str, Any] = {"step": 0, "elapsed_s": 0.0, "metrics_lines": 0, "first_loss": None}
+    if resume and out is not None:
+        saved = load_checkpoint(out, model, opt)
+        if saved is not None:
+            state.update(saved)
+            log.info("resumed at step %d (%.0f s done)", state["step"], state["elapsed_s"])
+    wrapped, opt = acc.prepare(model, opt)
 
     metrics_fh = None
-    if out_dir is not None:
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
-        metrics_fh = open(Path(out_dir) / "metrics.jsonl", "w", encoding="utf-8")  # noqa: SIM115
+    if out is not None and acc.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        lines = []
+        if state["step"] and (out / "metrics.jsonl").exists():
+            lines = (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines()[: state["metrics_lines"]]
+        metrics_fh = open(out / "metrics.jsonl", "w", encoding="utf-8")  # noqa: SIM115
+        for line in lines:
+            metrics_fh.write(line + "\n")
 
-    def batches():
-        epoch = 0
-        while True:
-            for b in loader:
-                yield epoch, b
-            epoch += 1
-
-    model.train()
-    it = batches()
-    t0 = time.perf_counter()
-    t_log, tok_log, pad_log, slot_log, loss_log, n_log = t0, 0, 0, 0, 0.0, 0
-    first_loss = last_loss = None
-    tokens_total = 0
-    step = 0
+    wrapped.train()
+    step = state["step"]
+    t0 = time.perf_counter() - state["elapsed_s"]
+    t_log, tok_log, pad_log, slot_log, loss_log, n_log = time.perf_counter(), 0, 0, 0, 0.0, 0
+    first_loss, last_loss = state["first_loss"], None
+    tokens_total, epoch = 0, 0
     stopped_by_time = False
     try:
         while step < total:
@@ -166,25 +267,39 @@ def train(
             # further), so a time-capped run still warms up and decays instead of stopping at peak lr.
             frac = step / total
             if cfg.time_budget_s:
-                frac = max(frac, (time.perf_counter() - t0) / cfg.time_budget_s)
+                frac_t = torch.tensor((time.perf_counter() - t0) / cfg.time_budget_s)
+                frac = max(frac, float(acc.reduce(frac_t, "max")) if world > 1 else float(frac_t))
             if frac >= 1.0:
                 stopped_by_time = True
                 break
             lr = cfg.lr * lr_factor(frac, cfg.warmup_ratio, cfg.min_lr_ratio)
             for g in opt.param_groups:
                 g["lr"] = lr
-            micro = [next(it) for _ in range(cfg.grad_accum)]
-            n_sup = sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for _, b in micro)
-            step_loss = 0.0
-            for _, b in micro:
-                loss_sum, _ = batch_loss_sum(model, b)
-                (loss_sum / max(1, n_sup)).backward()
-                step_loss += float(loss_sum.detach()) / max(1, n_sup)
-                real = int(b["attention_mask"].sum())
+            base = step * per_step
+            micro = []
+            for a in range(cfg.grad_accum):
+                epoch, idx = stream[base + a * world + rank]
+                micro.append(collate_fn([dataset[i] for i in idx]))
+            n_sup = torch.tensor(sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in micro))
+            n_sup_all = max(1, int(acc.reduce(n_sup, "sum")) if world > 1 else int(n_sup))
+            local_loss = 0.0
+            for k, b in enumerate(micro):
+                b = {key: (v.to(acc.device) if torch.is_tensor(v) else v) for key, v in b.items()}
+                sync = k == len(micro) - 1
+                ctx = acc.no_sync(wrapped) if (world > 1 and not sync) else nullcontext()
+                with ctx, acc.autocast():
+                    loss_sum, _ = batch_loss_sum(wrapped, b)
+                    # DDP averages gradients over processes; scaling by W turns that into a sum.
+                    acc.backward(loss_sum * world / n_sup_all)
+                local_loss += float(loss_sum.detach())
+                real, slots = _real_tokens(b)
                 tok_log += real
-                slot_log += b["attention_mask"].numel()
-                pad_log += b["attention_mask"].numel() - real
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                slot_log += slots
+                pad_log += slots - real
+            step_loss = local_loss / n_sup_all
+            if world > 1:
+                step_loss = float(acc.reduce(torch.tensor(step_loss, device=acc.device), "sum"))
+            grad_norm = acc.clip_grad_norm_(params, cfg.max_grad_norm)
             opt.step()
             opt.zero_grad(set_to_none=True)
             step += 1
@@ -197,45 +312,59 @@ def train(
                 rec = {
                     "step": step,
                     "total_steps": total,
-                    "epoch": micro[-1][0],
+                    "epoch": epoch,
                     "loss": loss_log / n_log,
                     "lr": lr,
                     "grad_norm": float(grad_norm),
-                    "tokens_per_s": tok_log / max(1e-9, now - t_log),
+                    "tokens_per_s": tok_log * world / max(1e-9, now - t_log),
                     "pad_frac": pad_log / max(1, slot_log),
                     "elapsed_s": now - t0,
                 }
                 last_loss = rec["loss"]
-                tokens_total += tok_log
+                tokens_total += tok_log * world
                 if metrics_fh is not None:
                     metrics_fh.write(json.dumps(rec) + "\n")
                     metrics_fh.flush()
-                if progress is not None:
+                    state["metrics_lines"] += 1
+                if progress is not None and acc.is_main_process:
                     progress(rec)
-                log.info(
-                    "step %d/%d loss %.4f lr %.2e %.0f tok/s",
-                    step,
-                    total,
-                    rec["loss"],
-                    lr,
-                    rec["tokens_per_s"],
-                )
                 t_log, tok_log, pad_log, slot_log, loss_log, n_log = now, 0, 0, 0, 0.0, 0
+            if cfg.save_every and out is not None and step % cfg.save_every == 0 and step < total:
+                _save(acc, wrapped, opt, out, step, t0, state, first_loss)
     finally:
         if metrics_fh is not None:
             metrics_fh.close()
     if n_log:  # steps after the last log line
         last_loss = loss_log / n_log
     elapsed = time.perf_counter() - t0
-    tokens_total += tok_log
+    tokens_total += tok_log * world
+    acc.wait_for_everyone()
     model.eval()
     return {
         "steps": step,
         "planned_steps": total,
+        "resumed_from": state["step"] if resume else None,
         "stopped_by_time_budget": stopped_by_time,
         "first_loss": first_loss,
         "last_loss": last_loss,
         "train_seconds": elapsed,
         "tokens_per_s": tokens_total / max(1e-9, elapsed),
         "samples": len(dataset),
+        "processes": world,
+        "global_batch": cfg.batch_size * per_step,
     }
+
+
+def _save(acc, wrapped, opt, out: Path, step: int, t0: float, state: dict, first_loss) -> None:
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        progress = {
+            "step": step,
+            "elapsed_s": time.perf_counter() - t0,
+            "metrics_lines": state["metrics_lines"],
+            "first_loss": first_loss,
+        }
+        save_checkpoint(
+            out, acc.unwrap_model(wrapped), opt.optimizer if hasattr(opt, "optimizer") else opt, progress
+        )
+    acc.wait_for_everyone()

@@ -25,6 +25,7 @@ from transformers.models.llava.image_processing_pil_llava import LlavaImageProce
 
 from vitune.data.images import CLIP_MEAN, CLIP_STD
 from vitune.train.tokenizer import image_token_id
+from vitune.train.trainable import set_trainable_parts
 
 log = logging.getLogger(__name__)
 
@@ -174,11 +175,17 @@ def processor_for(
 def set_trainable(
     model: LlavaForConditionalGeneration, projector: bool, llm: bool, vision: bool
 ) -> dict[str, int]:
-    """Freeze/unfreeze the three parts and log the counts.
+    """Freeze/unfreeze the three parts (full or frozen) and return the counts.
 
     LLaVA always freezes its *pretrained* CLIP tower; a tiny model trained from scratch has a random
-    tower that must learn, hence the switch.
+    tower that must learn, hence the switch. The per-mode API (with LoRA) is
+    `trainable.set_trainable_parts`; this keeps the boolean form and its count keys.
     """
+    modes = {
+        name: "full" if flag else "frozen"
+        for name, flag in (("vision", vision), ("projector", projector), ("llm", llm))
+    }
+    model, _ = set_trainable_parts(model, modes)
     parts = {
         "vision_tower": (model.model.vision_tower, vision),
         "multi_modal_projector": (model.model.multi_modal_projector, projector),
@@ -187,12 +194,7 @@ def set_trainable(
     }
     counts: dict[str, int] = {}
     for name, (module, flag) in parts.items():
-        for p in module.parameters():
-            p.requires_grad_(flag)
-        n = sum(p.numel() for p in module.parameters())
-        counts[f"{name}.{'trainable' if flag else 'frozen'}"] = n
-        log.info("%-22s %10d params  %s", name, n, "trainable" if flag else "frozen")
+        counts[f"{name}.{'trainable' if flag else 'frozen'}"] = sum(p.numel() for p in module.parameters())
     counts["trainable"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
     counts["total"] = sum(p.numel() for p in model.parameters())
-    log.info("trainable %d / %d parameters", counts["trainable"], counts["total"])
     return counts

@@ -1,0 +1,232 @@
+"""Training recipes: a model and an ordered list of stages, in one YAML file validated by pydantic.
+
+    name: vision-flan-two-stage
+    variables: {data: ./data, images: ./images}
+    model:
+      vision_tower: openai/clip-vit-large-patch14-336   # or `preset: tiny128` (from scratch),
+      llm: lmsys/vicuna-7b-v1.5                        # or `checkpoint: path/to/llava`
+      projector: mlp2x_gelu
+      feature_layer: -2
+      select_strategy: default
+    stages:
+      - name: stage1
+        data: [{path: ${data}/vflan, image_root: ${images}}]   # instance sets or LLaVA JSON files
+        template: vicuna_v1
+        train: {vision: frozen, projector: full, llm: full}   # full | frozen | lora
+        lr: 2.0e-5
+        epochs: 1
+        global_batch: 128
+        per_device_batch: 16          # gradient accumulation = global / (per_device * processes)
+        max_length: 2048
+
+A stage of `kind: dense_vision` pretrains a from-scratch vision tower on patch labels taken from
+object annotations (train/dense.py), the miniature stand-in for a pretrained CLIP; its `records`
+name an embedded world or a sources file instead of instance sets.
+
+Every stage's data, modules and schedule are explicit: nothing is inherited silently from the stage
+before except the weights.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from vitune.utils.config import ConfigError, fill_variables, read_yaml, resolve_path, validate
+
+Mode = Literal["full", "frozen", "lora"]
+
+
+class RecipeError(ConfigError):
+    """A training recipe that cannot be used; the message names the file and the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSpec(_Strict):
+    """Where the weights come from: a tiny preset, pretrained parts, or a LLaVA checkpoint."""
+
+    preset: str | None = None
+    vision_tower: str | None = None
+    llm: str | None = None
+    checkpoint: str | None = None
+    projector: Literal["mlp2x_gelu", "linear"] = "mlp2x_gelu"
+    image_size: int | None = Field(default=None, ge=16)
+    feature_layer: int | None = None  # None: the preset's, or -2 (LLaVA) for pretrained parts
+    select_strategy: Literal["default", "full"] = "default"
+    # "dataset": normalize pixels with the training images' statistics (a from-scratch tower only).
+    pixel_norm: Literal["clip", "dataset"] = "clip"
+    vocab_size: int = Field(default=2000, ge=300)  # the BPE tokenizer trained for a preset
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelSpec:
+        parts = self.vision_tower is not None or self.llm is not None
+        chosen = [self.preset is not None, parts, self.checkpoint is not None]
+        if sum(chosen) != 1:
+            raise ValueError("set exactly one of: preset, (vision_tower + llm), checkpoint")
+        if parts and (self.vision_tower is None or self.llm is None):
+            raise ValueError("pretrained parts need both vision_tower and llm")
+        if self.pixel_norm == "dataset" and self.preset is None:
+            raise ValueError("pixel_norm: dataset is only for a from-scratch preset tower")
+        return self
+
+
+class DataSpec(_Strict):
+    """An instance set folder (Parquet + manifest) or a LLaVA / Vision-Flan JSON file."""
+
+    path: str
+    image_root: str | None = None
+    tasks: list[str] | None = None  # keep only these tasks
+    limit: int | None = Field(default=None, ge=1)  # a seeded sample of at most this many
+
+
+class RecordsSpec(_Strict):
+    """Annotated images for a dense_vision stage: an embedded world folder and split."""
+
+    world: str
+    split: str = "train"
+
+
+class LoraSpec(_Strict):
+    r: int = Field(default=16, ge=1)
+    alpha: int = Field(default=32, ge=1)
+    dropout: float = Field(default=0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+
+
+class Modules(_Strict):
+    vision: Mode = "frozen"
+    projector: Mode = "full"
+    llm: Mode = "full"
+
+    @model_validator(mode="after")
+    def _projector(self) -> Modules:
+        if self.projector == "lora":
+            raise ValueError("the projector trains fully or is frozen (LLaVA never LoRA-adapts it)")
+        return self
+
+
+class StageSpec(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: Literal["instruct", "dense_vision"] = "instruct"
+    data: list[DataSpec] = Field(default_factory=list)
+    records: RecordsSpec | None = None
+    template: Literal["vicuna_v1", "plain", "chatml"] = "vicuna_v1"
+    train: Modules = Field(default_factory=Modules)
+    lora: LoraSpec | None = None
+    lr: float = Field(default=2e-5, gt=0)
+    warmup_ratio: float = Field(default=0.03, ge=0, lt=1)
+    min_lr_ratio: float = Field(default=0.0, ge=0, le=1)
+    weight_decay: float = Field(default=0.0, ge=0)
+    max_grad_norm: float = Field(default=1.0, gt=0)
+    epochs: float = Field(default=1.0, gt=0)
+    max_steps: int | None = Field(default=None, ge=1)
+    time_budget_s: float | None = Field(default=None, gt=0)
+    global_batch: int = Field(default=16, ge=1)
+    per_device_batch: int = Field(default=16, ge=1)
+    max_length: int = Field(default=2048, ge=16)
+    seed: int = 0
+    group_by_length: bool = False
+    packing: bool = False
+    gradient_checkpointing: bool = False
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16 on a GPU that has it
+    save_every: int | None = Field(default=None, ge=1)  # optimizer steps between resumable checkpoints
+    log_every: int = Field(default=10, ge=1)
+
+    @model_validator(mode="after")
+    def _data(self) -> StageSpec:
+        if self.kind == "instruct" and not self.data:
+            raise ValueError(f"stage {self.name!r}: an instruct stage needs data")
+        if self.kind == "dense_vision":
+            if self.records is None:
+                raise ValueError(f"stage {self.name!r}: a dense_vision stage needs records")
+            if self.train.vision != "full":
+                raise ValueError(f"stage {self.name!r}: a dense_vision stage trains the vision tower fully")
+        if self.global_batch % self.per_device_batch:
+            raise ValueError(
+                f"stage {self.name!r}: global_batch {self.global_batch} is not a multiple of "
+                f"per_device_batch {self.per_device_batch}"
+            )
+        if "lora" in (self.train.vision, self.train.llm) and self.lora is None:
+            self.lora = LoraSpec()
+        return self
+
+    def grad_accum(self, processes: int = 1) -> int:
+        per_step = self.per_device_batch * processes
+        if self.global_batch % per_step:
+            raise RecipeError(
+                f"stage {self.name!r}: global_batch {self.global_batch} is not divisible by "
+                f"per_device_batch {self.per_device_batch} x {processes} processes"
+            )
+        return self.global_batch // per_step
+
+
+class Recipe(_Strict):
+    name: str
+    description: str = ""
+    variables: dict[str, str | None] = Field(default_factory=dict)
+    model: ModelSpec
+    stages: list[StageSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Recipe:
+        names = [s.name for s in self.stages]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"duplicate stage names: {dup}")
+        if self.model.preset is None and any(s.kind == "dense_vision" for s in self.stages):
+            raise ValueError("dense_vision stages are for from-scratch preset towers only")
+        return self
+
+    def stage(self, name: str) -> StageSpec:
+        for s in self.stages:
+            if s.name == name:
+                return s
+        raise RecipeError(
+            f"recipe {self.name!r} has no stage {name!r}; stages: {[s.name for s in self.stages]}"
+        )
+
+
+def parse_recipe(
+    data: object,
+    source: str = "<recipe>",
+    variables: dict[str, str] | None = None,
+    base_dir: Path | None = None,
+) -> Recipe:
+    """Validate a recipe mapping; relative data paths are resolved against `base_dir`."""
+    filled = fill_variables(data, source, variables, RecipeError)
+    recipe = validate(Recipe, filled, source, "training recipe", RecipeError)
+    m = recipe.model
+    for attr in ("vision_tower", "llm", "checkpoint"):
+        value = getattr(m, attr)
+        # Hugging Face ids ("org/name") stay as they are; local paths are made absolute.
+        if value is not None and base_dir is not None and (base_dir / value).exists():
+            setattr(m, attr, resolve_path(value, base_dir))
+    for st in recipe.stages:
+        for d in st.data:
+            d.path = resolve_path(d.path, base_dir)
+            if d.image_root is not None:
+                d.image_root = resolve_path(d.image_root, base_dir)
+        if st.records is not None:
+            st.records.world = resolve_path(st.records.world, base_dir)
+    return recipe
+
+
+def load_recipe(path: str | Path, variables: dict[str, str] | None = None) -> Recipe:
+    """Read and validate a YAML training recipe (a bundled name or a path)."""
+    bundled = bundled_recipes()
+    path = bundled.get(str(path), Path(path))
+    return parse_recipe(read_yaml(path, RecipeError), str(path), variables, base_dir=Path(path).parent)
+
+
+def bundled_recipes() -> dict[str, Path]:
+    """The recipes shipped in `vitune/train/recipes/`, by file stem."""
+    folder = Path(__file__).parent / "recipes"
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}

@@ -1,0 +1,374 @@
+"""Run a training recipe: build the model once, then each stage in order, resumable per stage.
+
+    out/
+      recipe.json            the resolved recipe (variables filled, paths absolute)
+      base/                  the starting model + processor (for a preset: fresh weights, our tokenizer)
+      stages/<name>/         metrics.jsonl, checkpoint.pt (while running), rejected.jsonl,
+                             summary.json, model/ (the stage's export), done.json (written last)
+      model -> stages/<last>/model
+
+A finished stage (its `done.json` matches the stage spec and the previous stage's result) is skipped
+on a re-run; an interrupted one restarts from its last checkpoint with `resume=True`. Each stage
+starts from the previous stage's export, so `--stage NAME` can re-run one stage alone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vitune import __version__
+from vitune.data.images import CLIP_MEAN, CLIP_STD
+from vitune.data.instance import Instance
+from vitune.data.ledger import Ledger
+from vitune.train.export import load_pretrained, save_pretrained
+from vitune.train.labels import ImageCache, LabelEncoder, TrainDataset, build_dataset, collate
+from vitune.train.loop import ProgressFn, TrainConfig, make_accelerator, random_plan, train
+from vitune.train.recipe import DataSpec, Recipe, RecipeError, StageSpec
+from vitune.utils.atomic import write_json
+from vitune.utils.hashing import derive_seed
+from vitune.utils.steps import is_done, mark_done, read_result
+
+log = logging.getLogger(__name__)
+
+
+def load_stage_data(spec: DataSpec, ledger: Ledger, seed: int) -> list[Instance]:
+    """Instances of one data entry: an instance set folder or a LLaVA/Vision-Flan JSON(L) file."""
+    from vitune.data.llava import read_llava_json
+    from vitune.data.store import read_instances
+
+    path = Path(spec.path)
+    if not path.exists():
+        raise RecipeError(f"data {path}: does not exist")
+    items = read_instances(path) if path.is_dir() else read_llava_json(path, ledger)
+    if spec.tasks is not None:
+        keep = set(spec.tasks)
+        items = [i for i in items if i.task in keep]
+        if not items:
+            raise RecipeError(f"data {path}: no instance of tasks {sorted(keep)}")
+    if spec.limit is not None and len(items) > spec.limit:
+        rng = random.Random(derive_seed(seed, "limit", str(path)))
+        items = [items[i] for i in sorted(rng.sample(range(len(items)), spec.limit))]
+    return items
+
+
+class StageDataset(torch.utils.data.Dataset):
+    """Several encoded data entries (each with its own image root) seen as one indexable dataset."""
+
+    def __init__(self, parts: Sequence[TrainDataset]) -> None:
+        self.parts = list(parts)
+        self.index = [(k, i) for k, p in enumerate(self.parts) for i in range(len(p))]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, j: int) -> dict[str, Any]:
+        k, i = self.index[j]
+        return self.parts[k][i]
+
+    def lengths(self) -> list[int]:
+        return [len(self.parts[k].items[i].input_ids) for k, i in self.index]
+
+    def has_image(self) -> list[bool]:
+        return [self.parts[k].items[i].image is not None for k, i in self.index]
+
+
+_PIXEL_CACHES: dict[tuple[str, str], ImageCache] = {}
+
+
+def pixel_cache(image_root: str | os.PathLike, image_processor: Any) -> ImageCache:
+    """One preprocessed-image cache per (folder, preprocessing) for the whole process, so stages
+    that share images (every stage of the tiny recipes) decode each image once."""
+    key = (str(Path(image_root).resolve()), image_processor.to_json_string())
+    if key not in _PIXEL_CACHES:
+        if len(_PIXEL_CACHES) >= 4:
+            _PIXEL_CACHES.pop(next(iter(_PIXEL_CACHES)))
+        _PIXEL_CACHES[key] = ImageCache(image_root, image_processor)
+    return _PIXEL_CACHES[key]
+
+
+def corpus(recipe: Recipe, ledger: Ledger) -> list[Instance]:
+    out: list[Instance] = []
+    for st in recipe.stages:
+        for d in st.data:
+            out.extend(load_stage_data(d, ledger, st.seed))
+    return out
+
+
+def build_base(recipe: Recipe, out: Path) -> Path:
+    """Create (or reuse) `out/base`: the starting model and processor of the first stage."""
+    base = out / "base"
+    params = {"model": recipe.model.model_dump(), "version": __version__}
+    if is_done(base, params):
+        return base / "model"
+    m = recipe.model
+    if m.preset is not None:
+        model, processor = _from_preset(recipe)
+    else:
+        from vitune.train import compose
+
+        if m.checkpoint is not None:
+            model, processor = compose.from_llava_checkpoint(m.checkpoint)
+        else:
+            model, processor = compose.from_pretrained_parts(
+                m.vision_tower,
+                m.llm,
+                projector=m.projector,
+                image_size=m.image_size,
+                feature_layer=-2 if m.feature_layer is None else m.feature_layer,
+                select_strategy=m.select_strategy,
+                seed=m.seed,
+            )
+    save_pretrained(model, processor, base / "model", extra={"recipe": recipe.name, "model": m.model_dump()})
+    mark_done(base, params, {"model_dir": str(base / "model")})
+    return base / "model"
+
+
+def _from_preset(recipe: Recipe):
+    from vitune.data.images import pixel_statistics
+    from vitune.train.model import build_model, get_preset, processor_for
+    from vitune.train.tokenizer import corpus_texts, train_tokenizer
+
+    m = recipe.model
+    ledger = Ledger()
+    instances = corpus(recipe, ledger)
+    templates = {st.template for st in recipe.stages if st.kind == "instruct"}
+    texts = [t for tpl in sorted(templates) for t in corpus_texts(instances, tpl)]
+    tokenizer = train_tokenizer(texts, vocab_size=m.vocab_size)
+    preset = get_preset(m.preset)
+    if m.feature_layer is not None or m.image_size is not None:
+        from dataclasses import replace
+
+        preset = replace(
+            preset,
+            feature_layer=preset.feature_layer if m.feature_layer is None else m.feature_layer,
+            image_size=preset.image_size if m.image_size is None else m.image_size,
+        )
+    model = build_model(preset, tokenizer, seed=m.seed)
+    mean, std = CLIP_MEAN, CLIP_STD
+    if m.pixel_norm == "dataset":
+        paths = _sample_images(recipe, m.seed)
+        if paths:
+            mean, std = pixel_statistics(paths)
+    return model, processor_for(model, tokenizer, mean, std)
+
+
+def _sample_images(recipe: Recipe, seed: int, n: int = 256) -> list[Path]:
+    """A seeded sample of the recipe's training images (for pixel statistics)."""
+    from vitune.sources.merge import load_world
+    from vitune.world.layout import WorldLayout
+
+    found: set[Path] = set()
+    ledger = Ledger()
+    for st in recipe.stages:
+        if st.records is not None:
+            # The stage's own split only: held-out images must not shape the normalization.
+            root = WorldLayout(st.records.world).image_root
+            found.update(root / r.file_name for r in load_world(st.records.world, st.records.split, ledger))
+        for d in st.data:
+            if d.image_root is None:
+                continue
+            found.update(Path(d.image_root) / i.image for i in load_stage_data(d, ledger, st.seed) if i.image)
+    paths = sorted(found)
+    if len(paths) > n:
+        paths = sorted(random.Random(seed).sample(paths, n))
+    return paths
+
+
+def stage_train_config(st: StageSpec, processes: int) -> TrainConfig:
+    return TrainConfig(
+        template=st.template,
+        lr=st.lr,
+        epochs=st.epochs,
+        max_steps=st.max_steps,
+        time_budget_s=st.time_budget_s,
+        batch_size=st.per_device_batch,
+        grad_accum=st.grad_accum(processes),
+        warmup_ratio=st.warmup_ratio,
+        min_lr_ratio=st.min_lr_ratio,
+        weight_decay=st.weight_decay,
+        max_grad_norm=st.max_grad_norm,
+        max_length=st.max_length,
+        seed=st.seed,
+        log_every=st.log_every,
+        save_every=st.save_every,
+        mixed_precision=st.mixed_precision,
+    )
+
+
+def set_modules(model: Any, st: StageSpec) -> tuple[Any, dict[str, Any]]:
+    """Freeze / train / LoRA-adapt the three parts as the stage says (the model comes back
+    peft-wrapped when a part is "lora"); returns the model and the logged parameter counts."""
+    from vitune.train.lora import LoraSettings
+    from vitune.train.trainable import enable_gradient_checkpointing, set_trainable_parts
+
+    lora = LoraSettings.coerce(st.lora) if st.lora is not None else None
+    model, report = set_trainable_parts(model, st.train.model_dump(), lora)
+    if st.gradient_checkpointing:
+        # Only parts that train need their activations recomputed.
+        enable_gradient_checkpointing(model, llm=st.train.llm != "frozen", vision=st.train.vision != "frozen")
+    return model, report
+
+
+def run_instruct_stage(
+    st: StageSpec, model_dir: Path, stage_dir: Path, resume: bool, progress: ProgressFn | None
+) -> dict[str, Any]:
+    model, processor = load_pretrained(model_dir)
+    tok = processor.tokenizer
+    acc = make_accelerator(stage_train_config(st, 1))
+    cfg = stage_train_config(st, acc.num_processes)
+    uses_lora = "lora" in (st.train.llm, st.train.vision)
+    model, counts = set_modules(model, st)
+    encoder = LabelEncoder(tok, model.config.image_seq_length, st.template, st.max_length)
+    ledger = Ledger()
+    parts, stats = [], []
+    for d in st.data:
+        instances = load_stage_data(d, ledger, st.seed)
+        images = pixel_cache(d.image_root, processor.image_processor) if d.image_root else None
+        ds, rejected, s = build_dataset(instances, encoder, images)
+        for r in rejected:
+            ledger.reject(f"train.{st.name}", d.path, f"id={r.id}", r.reason, **r.detail)
+        parts.append(ds)
+        stats.append({"path": d.path, **s})
+    dataset = StageDataset(parts)
+    if acc.is_main_process:
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        ledger.write(stage_dir / "rejected.jsonl")
+    data, plan, collate_fn = _plan_and_collate(st, dataset, tok.pad_token_id)
+    result = train(
+        model, data, collate_fn, cfg, stage_dir, progress, plan=plan, resume=resume, accelerator=acc
+    )
+    if uses_lora:
+        from vitune.train.lora import merge_lora
+
+        model = merge_lora(model)
+    if acc.is_main_process:
+        save_pretrained(
+            model, processor, stage_dir / "model", extra={"stage": st.model_dump(), "train": result}
+        )
+    acc.wait_for_everyone()
+    return {**result, "params": counts, "data": stats, "rejected": len(ledger)}
+
+
+def _plan_and_collate(st: StageSpec, dataset: StageDataset, pad_id: int):
+    """(dataset, plan, collate) for the stage's batching: random (LLaVA's default), grouped by
+    modality and length (`group_by_length`), or packed rows of several samples (`packing`)."""
+    if st.packing:
+        from vitune.train.packing import PackedBatchSampler, PackedDataset, collate_packed
+
+        sampler = PackedBatchSampler(dataset.lengths(), st.max_length, st.per_device_batch, seed=st.seed)
+        return PackedDataset(dataset), sampler.batches, partial(collate_packed, pad_id=pad_id)
+    collate_fn = partial(collate, pad_id=pad_id)
+    if st.group_by_length:
+        from vitune.train.sampler import ModalityLengthGroupedBatchSampler
+
+        grouped = ModalityLengthGroupedBatchSampler(
+            dataset.lengths(), dataset.has_image(), st.per_device_batch, seed=st.seed
+        )
+        return dataset, grouped.batches, collate_fn
+    return dataset, random_plan(len(dataset), st.per_device_batch, st.seed), collate_fn
+
+
+def run_dense_stage(
+    st: StageSpec, model_dir: Path, stage_dir: Path, progress: ProgressFn | None
+) -> dict[str, Any]:
+    from vitune.sources.merge import load_world
+    from vitune.train.dense import DenseConfig, pretrain_vision
+    from vitune.world.layout import WorldLayout
+
+    assert st.records is not None
+    model, processor = load_pretrained(model_dir)
+    ledger = Ledger()
+    records = load_world(st.records.world, st.records.split, ledger)
+    pixels = pixel_cache(WorldLayout(st.records.world).image_root, processor.image_processor)
+    cfg = DenseConfig(
+        lr=st.lr,
+        batch_size=st.per_device_batch,
+        max_steps=st.max_steps,
+        time_budget_s=st.time_budget_s,
+        epochs=st.epochs,
+        warmup_ratio=st.warmup_ratio,
+        min_lr_ratio=st.min_lr_ratio,
+        seed=st.seed,
+        log_every=st.log_every,
+    )
+    torch.manual_seed(st.seed)
+    result = pretrain_vision(model, records, pixels, cfg, progress)
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    ledger.write(stage_dir / "rejected.jsonl")
+    save_pretrained(model, processor, stage_dir / "model", extra={"stage": st.model_dump(), "train": result})
+    return {**result, "rejected": len(ledger)}
+
+
+def run_recipe(
+    recipe: Recipe,
+    out_dir: str | os.PathLike,
+    *,
+    only_stage: str | None = None,
+    resume: bool = True,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Run every stage not yet done (or only `only_stage`); returns each stage's summary.
+
+    `progress(stage_name, record)` receives the training metrics lines.
+    """
+    from accelerate import PartialState
+
+    # Under `accelerate launch` every process runs this function.
+    state = PartialState(cpu=not torch.cuda.is_available())
+    main = state.is_main_process
+    out = Path(out_dir)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "recipe.json", recipe.model_dump(), indent=2)
+        build_base(recipe, out)
+    state.wait_for_everyone()
+    model_dir = out / "base" / "model"
+    results: dict[str, Any] = {}
+    previous: dict[str, Any] = {"base": read_result(out / "base")}
+    stages = recipe.stages
+    if only_stage is not None:
+        recipe.stage(only_stage)  # a clear error for an unknown name
+    for st in stages:
+        stage_dir = out / "stages" / st.name
+        params = {"stage": st.model_dump(), "previous": previous, "version": __version__}
+        if only_stage is not None and st.name != only_stage:
+            if not is_done(stage_dir, params) and stages.index(st) < stages.index(recipe.stage(only_stage)):
+                raise RecipeError(f"stage {st.name!r} must finish before {only_stage!r}")
+        elif not is_done(stage_dir, params):
+            if not resume and stage_dir.exists():
+                (stage_dir / "checkpoint.pt").unlink(missing_ok=True)
+            log.info("stage %s: starting from %s", st.name, model_dir)
+            stage_progress = (lambda rec, name=st.name: progress(name, rec)) if progress else None
+            if st.kind == "dense_vision":
+                # A tiny tower's pretraining: one process does it, the others wait for its export.
+                summary = run_dense_stage(st, model_dir, stage_dir, stage_progress) if main else {}
+            else:
+                summary = run_instruct_stage(st, model_dir, stage_dir, resume, stage_progress)
+            if main:
+                summary["model_dir"] = str(stage_dir / "model")
+                write_json(stage_dir / "summary.json", json.loads(json.dumps(summary, default=str)), indent=2)
+                keep = ("model_dir", "steps", "first_loss", "last_loss")
+                mark_done(stage_dir, params, {k: summary.get(k) for k in keep})
+                (stage_dir / "checkpoint.pt").unlink(missing_ok=True)
+            state.wait_for_everyone()
+        if is_done(stage_dir, params):
+            previous = read_result(stage_dir)
+            results[st.name] = previous
+            model_dir = Path(previous["model_dir"])
+        if only_stage is not None and st.name == only_stage:
+            break
+    if main:
+        link = out / "model"
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(os.path.relpath(model_dir, out))
+    return {"stages": results, "model_dir": str(model_dir)}
