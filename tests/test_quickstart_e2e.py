@@ -123,3 +123,25 @@ def test_world_benchmark_table(run):
     for name, res in bench.items():
         assert res["n_unanswered"] == 0 and res["n_items"] == res["n_generated"] + res["n_cached"] > 0, name
     assert (cfg.work / "bench" / "results" / "results.md").exists()
+
+
+@pytest.mark.parametrize(
+    ("recipe", "stages"),
+    [("tiny-single-stage-mixed", ["vision", "mixed"]), ("tiny-llava-1.5", ["vision", "align", "finetune"])],
+)
+def test_other_tiny_recipes_run_on_the_same_world(run, recipe, stages):
+    from dataclasses import replace
+
+    from vitune.pipeline.quickstart import quickstart_recipe
+    from vitune.train.stages import run_recipe
+
+    cfg, _ = run
+    alt = replace(cfg, recipe=recipe, stage_overrides={**cfg.stage_overrides, "max_steps": 3})
+    out = run_recipe(quickstart_recipe(alt), cfg.work / "alt" / recipe)
+    assert list(out["stages"]) == stages
+    assert all(s["steps"] == 3 for s in out["stages"].values())
+    model = LlavaForConditionalGeneration.from_pretrained(cfg.work / "alt" / recipe / "model")
+    assert model.config.image_seq_length == 64
+    if recipe == "tiny-single-stage-mixed":  # tasks and chat in one stage
+        summary = json.loads((cfg.work / "alt" / recipe / "stages" / "mixed" / "summary.json").read_text())
+        assert [d["path"].split("/")[-1] for d in summary["data"]] == ["instances", "synth_llava.json"]

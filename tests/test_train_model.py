@@ -78,7 +78,7 @@ def test_mixed_batch_forward_and_loss_falls(world, tmp_path):
     assert out.logits.shape[:2] == batch["input_ids"].shape
 
     cfg = TrainConfig(
-        preset=PRESET, lr=3e-3, max_steps=20, batch_size=4, warmup_ratio=0.0, log_every=1, seed=0
+        lr=3e-3, max_steps=20, batch_size=4, warmup_ratio=0.0, log_every=1, seed=0
     )
     seen = []
     res = train(model, ds, coll, cfg, out_dir=tmp_path, progress=seen.append)
@@ -96,7 +96,7 @@ def test_export_reload_generate_same_tokens(world, tmp_path):
     model, proc = _model(tok, seed=1)
     enc = LabelEncoder(tok, N_IMG, "vicuna_v1", max_length=256)
     ds, _, _ = build_dataset(insts, enc, ImageCache(root, proc.image_processor))
-    cfg = TrainConfig(preset=PRESET, lr=3e-3, max_steps=5, batch_size=4, log_every=5)
+    cfg = TrainConfig(lr=3e-3, max_steps=5, batch_size=4, log_every=5)
     train(model, ds, partial(collate, pad_id=tok.pad_token_id), cfg)
 
     out_dir = save_pretrained(model, proc, tmp_path / "export", extra={"note": "test"})
@@ -120,61 +120,3 @@ def test_export_reload_generate_same_tokens(world, tmp_path):
     n_in = proc(text=prompt, images=img, return_tensors="pt")["input_ids"].shape[1]
     assert answers[0] == tok.decode(a[0, n_in:], skip_special_tokens=True).strip()
     assert len(answers) == 2
-
-
-def test_train_tiny_end_to_end(world, tmp_path):
-    from vitune.train.pipeline import train_tiny
-
-    root, insts, _ = world
-    too_long = Instance("long", "0.png", "vqa", [Turn("user", "word " * 400), Turn("assistant", "x")])
-    cfg = TrainConfig(preset=PRESET, vocab_size=300, max_steps=3, batch_size=2, max_length=256, log_every=1)
-    s = train_tiny([*insts, too_long], root, tmp_path / "run", cfg)
-    assert s["steps"] == 3 and s["first_loss"] > 0 and s["last_loss"] > 0
-    assert s["data"]["kept"] == 4 and s["rejected"] == [
-        {"id": "long", "reason": "first turn pair longer than max_length"}
-    ]
-    assert (tmp_path / "run" / "rejected.jsonl").read_text().count("\n") == 1
-    from vitune.data.ledger import Ledger
-
-    [row] = Ledger.read(tmp_path / "run" / "rejected.jsonl")
-    assert (row["stage"], row["locator"], row["reason"]) == (
-        "train.labels",
-        "id=long",
-        "first turn pair longer than max_length",
-    )
-    assert (tmp_path / "run" / "model" / "model.safetensors").exists()
-    assert not [p for p in (tmp_path / "run").iterdir() if p.name.endswith(".tmp")]
-    m, _ = load_pretrained(s["model_dir"])
-    assert m.config.image_seq_length == N_IMG
-
-
-def test_warmup_curriculum_trains_perception_tasks_first(world, tmp_path):
-    import json
-
-    from vitune.train.pipeline import train_tiny
-
-    root, insts, _ = world
-    cfg = TrainConfig(
-        preset=PRESET,
-        vocab_size=300,
-        max_steps=6,
-        batch_size=2,
-        log_every=1,
-        warmup_tasks=["vqa"],
-        warmup_fraction=0.5,
-        pixel_norm="dataset",
-    )
-    s = train_tiny(insts, root, tmp_path / "run", cfg)
-    assert s["warmup"]["steps"] == 3 and s["steps"] == 6
-    assert s["warmup"]["samples"] == 3  # only the image questions, not the text-only chat sample
-    assert s["samples"] == 4
-    warm = [json.loads(x) for x in (tmp_path / "run" / "warmup" / "metrics.jsonl").read_text().splitlines()]
-    main = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [m["step"] for m in warm] == [1, 2, 3] and [m["step"] for m in main] == [1, 2, 3]
-    # Pixel statistics of the three solid images are saved with the processor.
-    _, proc = load_pretrained(s["model_dir"])
-    assert proc.image_processor.image_mean == pytest.approx(
-        [280 / 3 / 255, 260 / 3 / 255, 290 / 3 / 255], abs=1e-4
-    )
-    with pytest.raises(ValueError, match="match no instance"):
-        train_tiny(insts, root, tmp_path / "bad", cfg.model_copy(update={"warmup_tasks": ["nope"]}))

@@ -161,3 +161,71 @@ def test_packed_and_grouped_stages_train_with_little_padding(tiny_world, tmp_pat
     pad_plain, _ = pad("plain")
     assert pad_new < pad_plain and pad_new < 0.1
     assert loss_new == loss_new  # finite: a broken mask or label shift gives NaN here
+
+
+def test_bad_samples_are_ledgered_and_pixel_stats_come_from_training_images(tiny_world, tmp_path):
+    from vitune.data.images import pixel_statistics
+    from vitune.data.ledger import Ledger
+    from vitune.sources.merge import load_world
+    from vitune.train.export import load_pretrained
+    from vitune.world.layout import WorldLayout
+
+    world, data = tiny_world
+    rows = json.loads((data / "llava.json").read_text())[:6]
+    rows.append(
+        {
+            "id": "long",
+            "image": rows[0]["image"],
+            "conversations": [
+                {"from": "human", "value": "<image>\n" + "word " * 400},
+                {"from": "gpt", "value": "x"},
+            ],
+        }
+    )
+    rows.append(
+        {
+            "id": "noimg",
+            "image": "train/missing.jpg",
+            "conversations": [{"from": "human", "value": "<image>\nWhat?"}, {"from": "gpt", "value": "x"}],
+        }
+    )
+    (tmp_path / "mix.json").write_text(json.dumps(rows))
+    spec = tiny_recipe(world, data, max_steps=2)
+    spec["stages"] = [spec["stages"][0], spec["stages"][-1]]
+    spec["stages"][-1]["data"] = [
+        {"path": str(tmp_path / "mix.json"), "image_root": str(WorldLayout(world).image_root)}
+    ]
+    out = tmp_path / "run"
+    run_recipe(parse_recipe(spec), out)
+    summary = json.loads((out / "stages" / "stage1" / "summary.json").read_text())
+    assert summary["data"][0]["seen"] == 8 and summary["data"][0]["kept"] == 6 and summary["rejected"] == 2
+    ledger = {r["locator"]: r for r in Ledger.read(out / "stages" / "stage1" / "rejected.jsonl")}
+    assert ledger["id=long"]["reason"] == "first turn pair longer than max_length"
+    assert ledger["id=long"]["stage"] == "train.stage1" and ledger["id=long"]["file"].endswith("mix.json")
+    assert ledger["id=noimg"]["reason"] == "unreadable image"
+    # pixel_norm: dataset -> the processor carries the statistics of the TRAIN split's images only.
+    root = WorldLayout(world).image_root
+    train_images = sorted(root / r.file_name for r in load_world(world, "train", Ledger()))
+    mean, std = pixel_statistics(train_images)
+    _, proc = load_pretrained(out / "model")
+    assert proc.image_processor.image_mean == pytest.approx(list(mean), abs=1e-6)
+    assert proc.image_processor.image_std == pytest.approx(list(std), abs=1e-6)
+
+
+def test_cli_lists_recipes_and_reports_bad_ones(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from vitune.cli import app
+    from vitune.utils.progress import console
+
+    monkeypatch.setattr(console, "width", 300)  # one table row per line
+
+    runner = CliRunner()
+    listed = runner.invoke(app, ["train", "--list"])
+    assert listed.exit_code == 0
+    assert "tiny-two-stage" in listed.output and "vision, perception, stage1, stage2" in listed.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nmodel: {preset: micro}\nstages: [{name: s, data: [{path: d}], lr: -1}]\n")
+    res = runner.invoke(app, ["train", str(bad), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2
+    assert "stages.0.lr" in res.output and "bad.yaml" in res.output

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from vitune.cli.app import app
 from vitune.cli.mix import _parse_vars
-from vitune.utils.progress import console, make_progress
+from vitune.utils.progress import console, make_progress, stage_bars
 
 
 @app.command()
@@ -48,18 +48,8 @@ def train(
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from None
     with make_progress() as prog:
-        bars: dict[str, Any] = {}
-
-        def progress(name: str, m: dict[str, Any]) -> None:
-            if name not in bars:
-                bars[name] = prog.add_task(name, total=m.get("total_steps"), info="")
-            info = f"loss {m.get('loss', float('nan')):.3f}"
-            if "tokens_per_s" in m:
-                info += f"  {m['tokens_per_s']:,.0f} tok/s"
-            prog.update(bars[name], completed=m.get("step", 0), total=m.get("total_steps"), info=info)
-
         try:
-            result = run_recipe(rec, out, only_stage=stage, resume=resume, progress=progress)
+            result = run_recipe(rec, out, only_stage=stage, resume=resume, progress=stage_bars(prog))
         except RecipeError as e:
             console.print(f"[red]error:[/red] {e}")
             raise typer.Exit(2) from None

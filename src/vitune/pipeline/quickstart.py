@@ -292,7 +292,7 @@ def config_dict(cfg: QuickstartConfig) -> dict[str, Any]:
 
 def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
     """Run (or resume) every step; returns each step's result."""
-    from vitune.utils.progress import console, make_progress
+    from vitune.utils.progress import console, make_progress, stage_bars
 
     cfg.work.mkdir(parents=True, exist_ok=True)
     write_json(cfg.work / "quickstart.json", config_dict(cfg), indent=2)
@@ -306,17 +306,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
     out["build"] = step_build(cfg, say)
     out["synth"] = step_synth(cfg, say)
     with make_progress() as prog:
-        bars: dict[str, Any] = {}
-
-        def on_step(stage: str, m: dict[str, Any]) -> None:
-            if stage not in bars:
-                bars[stage] = prog.add_task(stage, total=m.get("total_steps"), info="")
-            info = f"loss {m.get('loss', float('nan')):.3f}"
-            if "tokens_per_s" in m:
-                info += f"  {m['tokens_per_s']:,.0f} tok/s"
-            prog.update(bars[stage], completed=m.get("step", 0), total=m.get("total_steps"), info=info)
-
-        out["train"] = step_train(cfg, say, on_step)
+        out["train"] = step_train(cfg, say, stage_bars(prog))
     for name, st in out["train"]["stages"].items():
         first, last = st.get("first_loss"), st.get("last_loss")
         if first is not None and last is not None:

@@ -47,11 +47,9 @@ Plan = Callable[[int], list[list[int]]]  # epoch -> micro-batches of dataset ind
 
 
 class TrainConfig(BaseModel):
-    """Hyper-parameters of one training stage. Defaults are the tiny-from-scratch CPU recipe."""
+    """Optimizer, schedule and batching of one stage (built from a recipe's `StageSpec`)."""
 
-    preset: str = "tiny"
     template: str = "vicuna_v1"
-    vocab_size: int = 2000
     lr: float = 2e-3
     epochs: float = 1.0
     max_steps: int | None = None  # overrides epochs when set
@@ -65,19 +63,6 @@ class TrainConfig(BaseModel):
     max_grad_norm: float = 1.0
     max_length: int = 256
     seed: int = 0
-    train_projector: bool = True
-    train_llm: bool = True
-    # LLaVA freezes its pretrained CLIP tower; a from-scratch tower is random and must train.
-    train_vision: bool = True
-    # "dataset": normalize pixels with the training images' own mean/std (for a tower trained from
-    # scratch); "clip": CLIP's constants (for a pretrained CLIP tower).
-    pixel_norm: Literal["clip", "dataset"] = "clip"
-    # Curriculum: train first on these tasks only (perception with a dense image signal) for this
-    # fraction of the steps/time budget, then on everything. Empty: one pass over everything.
-    warmup_tasks: list[str] = Field(default_factory=list)
-    warmup_fraction: float = Field(default=0.3, ge=0.0, lt=1.0)
-    # Seconds of dense patch supervision of a from-scratch vision tower before the LLaVA stages.
-    dense_vision_s: float = Field(default=0.0, ge=0.0)
     num_threads: int | None = None  # None: one per available core, at most 4
     log_every: int = Field(default=10, ge=1)
     save_every: int | None = Field(default=None, ge=1)  # steps between resumable checkpoints

@@ -176,7 +176,11 @@ def _sample_images(recipe: Recipe, seed: int, n: int = 256) -> list[Path]:
         for d in st.data:
             if d.image_root is None:
                 continue
-            found.update(Path(d.image_root) / i.image for i in load_stage_data(d, ledger, st.seed) if i.image)
+            root = Path(d.image_root)
+            # A missing image is the stage's to reject (with a reason), not a reason to fail here.
+            found.update(
+                p for i in load_stage_data(d, ledger, st.seed) if i.image and (p := root / i.image).is_file()
+            )
     paths = sorted(found)
     if len(paths) > n:
         paths = sorted(random.Random(seed).sample(paths, n))

@@ -27,3 +27,18 @@ def make_progress() -> Progress:
         console=console,
         transient=False,
     )
+
+
+def stage_bars(prog: Progress):
+    """A `(stage_name, metrics_record) -> None` callback drawing one bar per training stage."""
+    bars: dict[str, object] = {}
+
+    def on_step(stage: str, m: dict) -> None:
+        if stage not in bars:
+            bars[stage] = prog.add_task(stage, total=m.get("total_steps"), info="")
+        info = f"loss {m.get('loss', float('nan')):.3f}"
+        if "tokens_per_s" in m:
+            info += f"  {m['tokens_per_s']:,.0f} tok/s"
+        prog.update(bars[stage], completed=m.get("step", 0), total=m.get("total_steps"), info=info)
+
+    return on_step
