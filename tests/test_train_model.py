@@ -77,9 +77,7 @@ def test_mixed_batch_forward_and_loss_falls(world, tmp_path):
         out = model(**{k: v for k, v in batch.items() if k != "labels"})
     assert out.logits.shape[:2] == batch["input_ids"].shape
 
-    cfg = TrainConfig(
-        lr=3e-3, max_steps=20, batch_size=4, warmup_ratio=0.0, log_every=1, seed=0
-    )
+    cfg = TrainConfig(lr=3e-3, max_steps=20, batch_size=4, warmup_ratio=0.0, log_every=1, seed=0)
     seen = []
     res = train(model, ds, coll, cfg, out_dir=tmp_path, progress=seen.append)
     assert res["steps"] == 20 and len(seen) == 20
