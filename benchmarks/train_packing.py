@@ -110,7 +110,7 @@ def step(run: Run, max_grad_norm: float = 1.0) -> None:
         logits.reshape(-1, logits.size(-1)), target.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
     )
     (loss / max(1, n_sup)).backward()
-    torch.nn.utils.clip_grad_norm_(run.model.parameters(), max_grad_norm)
+    torch.nn.utils.clip_grad_norm_([p for p in run.model.parameters() if p.requires_grad], max_grad_norm)
     run.opt.step()
     run.opt.zero_grad(set_to_none=True)
     run.seconds += time.perf_counter() - t0
@@ -136,6 +136,11 @@ def main() -> None:
         "--text-frac", type=float, default=0.1, help="text-only copies, as a share of the instances"
     )
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--freeze-vision",
+        action="store_true",
+        help="freeze the vision tower, as LLaVA (and vitune's tiny recipes after their dense stage) do",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--tmp", default=None)
@@ -181,8 +186,11 @@ def main() -> None:
     runs = []
     for name, loader in loaders.items():
         model = build_model(preset, tok, seed=seed)  # identical initial weights for every scheme
+        if args.freeze_vision:
+            model.model.vision_tower.requires_grad_(False)
         model.train()
-        opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95))
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.95))
         runs.append(Run(name, loader, model, opt))
     for run in runs:
         for _ in range(args.warmup):

@@ -24,6 +24,7 @@ def run(tmp_path_factory):
         workers=1,
         synth_images=20,
         bench_images=6,
+        multiround_images=4,
         stage_overrides={"max_steps": 20, "time_budget_s": None, "per_device_batch": 8, "global_batch": 8},
     )
     return cfg, run_quickstart(cfg)
@@ -145,3 +146,18 @@ def test_other_tiny_recipes_run_on_the_same_world(run, recipe, stages):
     if recipe == "tiny-single-stage-mixed":  # tasks and chat in one stage
         summary = json.loads((cfg.work / "alt" / recipe / "stages" / "mixed" / "summary.json").read_text())
         assert [d["path"].split("/")[-1] for d in summary["data"]] == ["instances", "synth_llava.json"]
+
+
+def test_multiround_side_by_side(run):
+    cfg, out = run
+    mr = out["multiround"]
+    assert mr["settings"]["n_dialogs"] == 4 and mr["settings"]["n_turns"] >= 4
+    s = mr["scores"]["vqav2"]
+    assert (
+        s["n"] == mr["settings"]["n_turns"]
+        and 0 <= s["overall_single"] <= 100
+        and 0 <= s["overall_multi"] <= 100
+    )
+    assert [t["turn"] for t in mr["per_turn"]][:2] == [1, 2]
+    saved = json.loads((cfg.work / "multiround" / "multiround_results.json").read_text())
+    assert len(saved["dialogs"]) == 4

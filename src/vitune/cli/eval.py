@@ -185,3 +185,49 @@ def list_benchmarks() -> None:
         doc = (sys.modules[type(b).__module__].__doc__ or "").strip().splitlines()
         table.add_row(name, b.metric, "yes" if b.needs_judge else "", doc[0] if doc else "")
     console.print(table)
+
+
+@eval_app.command()
+def multiround(
+    model: Annotated[Path, typer.Option(help="Saved model folder (plain transformers Llava).")],
+    bench: Annotated[
+        list[str], typer.Option(help="NAME=PATH of a benchmark whose questions are chained per image.")
+    ],
+    out: Annotated[Path, typer.Option(help="Folder for multiround_results.json.")],
+    max_images: Annotated[int | None, typer.Option(min=1, help="Dialogs of at most N images.")] = None,
+    max_turns: Annotated[int | None, typer.Option(min=1, help="At most N turns per dialog.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 8,
+    max_new_tokens: Annotated[int, typer.Option(min=1)] = 32,
+    device: Annotated[str, typer.Option()] = "cpu",
+) -> None:
+    """COCO-IFT multi-round evaluation: every image's questions asked as one dialog, side by side with
+    the same questions asked one at a time (official scores, answer length and terseness per turn)."""
+    from vitune.eval.multiround import run_multiround_benchmarks
+    from vitune.eval.runner import parse_bench
+
+    try:
+        specs = [parse_bench(b) for b in bench]
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    _check_names([s.name for s in specs])
+    result = run_multiround_benchmarks(
+        model,
+        specs,
+        out,
+        max_images=max_images,
+        max_turns=max_turns,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        device=device,
+    )
+    console.print(multiround_table(result, f"{model.name}: single-round vs multi-round"))
+    console.print(f"results: {out / 'multiround_results.json'}")
+
+
+def multiround_table(result: dict, title: str) -> Table:
+    from vitune.eval.multiround import multiround_table_rows
+
+    table = Table("row", "n", "single", "multi", "delta", title=title)
+    for row in multiround_table_rows(result):
+        table.add_row(*row)
+    return table

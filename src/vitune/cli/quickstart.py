@@ -47,6 +47,11 @@ def quickstart(
         from vitune.eval.world_bench import world_results_table
 
         console.print(world_results_table(results["bench"]))
+    if "multiround" in results:
+        from vitune.cli.eval import multiround_table
+
+        title = "Held-out VQAv2 questions: one at a time vs one dialog per image (COCO-IFT)"
+        console.print(multiround_table(results["multiround"], title))
     console.print(f"results: {work / 'eval'}")
 
 

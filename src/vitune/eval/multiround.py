@@ -366,3 +366,24 @@ def multiround_table_rows(result: Mapping[str, Any]) -> list[tuple[str, ...]]:
         length_rows(name, st)
     length_rows("open after short", result["open_after_short"])
     return rows
+
+
+def run_multiround_benchmarks(
+    model_dir_or_model: Any,
+    specs: Sequence[Any],
+    out_dir: str | os.PathLike | None = None,
+    *,
+    max_images: int | None = None,
+    max_turns: int | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Load each `eval.runner.BenchSpec` with its registered loader, chain the questions of every
+    image into one dialog (`chain_by_image`), and `run_multiround` them; `max_images` keeps the
+    dialogs of the first N images (sorted by image key, so the choice is stable)."""
+    items = {s.name: get_benchmark(s.name, **s.options).load(s.path) for s in specs}
+    roots = {s.name: s.images for s in specs}
+    dialogs = chain_by_image(items, image_root=roots, max_turns=max_turns)
+    keys = sorted(dialogs)[:max_images] if max_images is not None else sorted(dialogs)
+    return run_multiround(
+        model_dir_or_model, {k: dialogs[k] for k in keys}, image_root=roots, out_dir=out_dir, **options
+    )
