@@ -63,6 +63,10 @@ def test_tasks_list_and_show():
     res = runner.invoke(app, ["tasks", "show", "object_color"])
     assert res.exit_code == 0, res.output
     assert res.output.count("ASSISTANT:") == 3 and "The " in res.output
+    # Tasks over the extra world formats (GQA, TextVQA, RefCOCO, ScienceQA, class folders) render too.
+    for name in ("gqa_short_answer", "textvqa_short_answer", "refcoco_grounding", "scienceqa_mc"):
+        res = runner.invoke(app, ["tasks", "show", name])
+        assert res.exit_code == 0 and res.output.count("ASSISTANT:") == 3, (name, res.output)
     res = runner.invoke(app, ["tasks", "show", "nope"])
     assert res.exit_code != 0 and "unknown task" in res.output
 
