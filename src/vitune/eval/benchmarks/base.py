@@ -89,6 +89,21 @@ class Benchmark(ABC):
     ) -> dict[str, Any]:
         """Official scores: always `overall` (percent) plus per-category results, `n`, `n_missing`."""
 
+    def result(
+        self, *, overall: float, per_category: Mapping[str, Any], n: int, n_missing: int, **extra: Any
+    ) -> dict[str, Any]:
+        """The result dict every scorer returns: the benchmark, its metric (`extra` may override it,
+        e.g. MMBench's circular variant), the overall score, per-category scores, counts, extras."""
+        return {
+            "benchmark": self.name,
+            "metric": extra.pop("metric", self.metric),
+            "overall": overall,
+            "per_category": per_category,
+            "n": n,
+            "n_missing": n_missing,
+            **extra,
+        }
+
     def prompt(self, question: str) -> str:
         return f"{question}\n{self.prompt_suffix}" if self.prompt_suffix else question
 

@@ -300,16 +300,14 @@ class CHAIR(Benchmark):
             n_gt += len(gt)
             n_recalled += len(recalled)
             per_item[it.item_id] = {"mentioned": cats, "hallucinated": [c for _, c in hall]}
-        return {
-            "benchmark": self.name,
-            "metric": self.metric,
-            "overall": pct(n_hall, n_mentions),
-            "chair_i": pct(n_hall, n_mentions),
-            "chair_s": pct(n_hall_caps, n_caps),
-            "recall": pct(n_recalled, n_gt),
-            "per_category": {},
-            "n": n_caps,
-            "n_mentions": n_mentions,
-            "n_missing": n_missing,
-            "per_item": per_item,
-        }
+        return self.result(
+            overall=pct(n_hall, n_mentions),
+            chair_i=pct(n_hall, n_mentions),
+            chair_s=pct(n_hall_caps, n_caps),
+            recall=pct(n_recalled, n_gt),
+            per_category={},
+            n=n_caps,
+            n_mentions=n_mentions,
+            n_missing=n_missing,
+            per_item=per_item,
+        )

@@ -73,12 +73,10 @@ class GQA(Benchmark):
             hits[it.item_id] = ok
             by_struct[it.category].append(ok)
             by_sem[it.subcategory].append(ok)
-        return {
-            "benchmark": self.name,
-            "metric": self.metric,
-            "overall": pct(sum(hits.values()), len(hits)),
-            "per_category": group_pct(by_struct),
-            "per_semantic": group_pct(by_sem),
-            "n": len(hits),
-            "n_missing": n_missing,
-        }
+        return self.result(
+            overall=pct(sum(hits.values()), len(hits)),
+            per_category=group_pct(by_struct),
+            per_semantic=group_pct(by_sem),
+            n=len(hits),
+            n_missing=n_missing,
+        )

@@ -98,12 +98,10 @@ class ImageFolderClassification(Benchmark):
             ok = named == [it.category]
             hits.append(ok)
             by_class[it.category].append(ok)
-        return {
-            "benchmark": self.name,
-            "metric": self.metric,
-            "overall": pct(sum(hits), len(hits)),
-            "per_category": group_pct(by_class),
-            "n": len(hits),
-            "n_several_classes": n_several,
-            "n_missing": n_missing,
-        }
+        return self.result(
+            overall=pct(sum(hits), len(hits)),
+            per_category=group_pct(by_class),
+            n=len(hits),
+            n_several_classes=n_several,
+            n_missing=n_missing,
+        )

@@ -192,14 +192,12 @@ class LlavaBench(Benchmark):
                 by_cat[it.category].append(v.value)
                 reviews[it.item_id] = list(v.value)
         summary = summarize_reviews(by_cat)
-        return {
-            "benchmark": self.name,
-            "metric": self.metric,
-            "overall": summary.get("all", {}).get("relative", 0.0),
-            "per_category": {k: s["relative"] for k, s in summary.items() if k != "all"},
-            "absolute": summary,
-            "n": len(reviews),
-            "n_missing": n_missing,
+        return self.result(
+            overall=summary.get("all", {}).get("relative", 0.0),
+            per_category={k: s["relative"] for k, s in summary.items() if k != "all"},
+            absolute=summary,
+            n=len(reviews),
+            n_missing=n_missing,
             **judge_report(judge, verdicts),
-            "reviews": reviews,
-        }
+            reviews=reviews,
+        )

@@ -188,14 +188,12 @@ class MMVet(Benchmark):
             elif by_id[it.item_id].ok:
                 scores[it.item_id] = by_id[it.item_id].value
         agg = aggregate(scores, capabilities)
-        return {
-            "benchmark": self.name,
-            "metric": self.metric,
-            "overall": agg["total"],
-            "per_category": agg["per_capability"],
+        return self.result(
+            overall=agg["total"],
+            per_category=agg["per_capability"],
             **agg,
-            "n": len(scores),
-            "n_missing": n_missing,
+            n=len(scores),
+            n_missing=n_missing,
             **judge_report(judge, verdicts),
-            "item_scores": scores,
-        }
+            item_scores=scores,
+        )

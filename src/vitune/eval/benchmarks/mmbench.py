@@ -215,17 +215,16 @@ class MMBench(Benchmark):
             by_cat[main.category].append(ok)
             by_l2[main.subcategory].append(ok)
             by_split[main.meta.get("split", "")].append(ok)
-        return {
-            "benchmark": self.name,
-            "metric": "circular_accuracy" if self.circular else self.metric,
-            "overall": pct(sum(hits.values()), len(hits)),
-            "per_category": group_pct(by_cat),
-            "per_l2_category": group_pct(by_l2),
-            "per_split": group_pct(by_split),
-            "n": len(hits),
-            "n_passes": len(pairs),
-            "n_failed_extraction": counts["failed_extraction"],
-            "n_judge_calls": counts["judge_calls"],
-            "n_missing": n_missing,
-            "per_question": hits,
-        }
+        return self.result(
+            metric="circular_accuracy" if self.circular else self.metric,
+            overall=pct(sum(hits.values()), len(hits)),
+            per_category=group_pct(by_cat),
+            per_l2_category=group_pct(by_l2),
+            per_split=group_pct(by_split),
+            n=len(hits),
+            n_passes=len(pairs),
+            n_failed_extraction=counts["failed_extraction"],
+            n_judge_calls=counts["judge_calls"],
+            n_missing=n_missing,
+            per_question=hits,
+        )

@@ -175,13 +175,11 @@ class MME(Benchmark):
             }
         perception = sum(v["score"] for k, v in per.items() if k in PERCEPTION)
         cognition = sum(v["score"] for k, v in per.items() if k in COGNITION)
-        return {
-            "benchmark": self.name,
-            "metric": self.metric,
-            "overall": perception,
-            "perception": perception,
-            "cognition": cognition,
-            "per_category": per,
-            "n": sum(v["n_questions"] for v in per.values()),
-            "n_missing": n_missing,
-        }
+        return self.result(
+            overall=perception,
+            perception=perception,
+            cognition=cognition,
+            per_category=per,
+            n=sum(v["n_questions"] for v in per.values()),
+            n_missing=n_missing,
+        )

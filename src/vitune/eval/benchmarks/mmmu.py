@@ -271,14 +271,12 @@ class MMMU(Benchmark):
             hits[it.item_id] = ok
             by_subject[it.category].append(ok)
             by_domain[it.subcategory].append(ok)
-        return {
-            "benchmark": self.name,
-            "metric": self.metric,
-            "overall": pct(sum(hits.values()), len(hits)),
-            "per_category": group_pct(by_subject),
-            "per_domain": group_pct(by_domain),
-            "n": len(hits),
-            "n_random_choice": n_random,
-            "n_missing": n_missing,
-            "parsed": parsed,
-        }
+        return self.result(
+            overall=pct(sum(hits.values()), len(hits)),
+            per_category=group_pct(by_subject),
+            per_domain=group_pct(by_domain),
+            n=len(hits),
+            n_random_choice=n_random,
+            n_missing=n_missing,
+            parsed=parsed,
+        )

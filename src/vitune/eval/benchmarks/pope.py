@@ -109,11 +109,9 @@ class POPE(Benchmark):
             by_split[it.category][1].append(gold)
         per = {s: pope_metrics(pl, gl) for s, (pl, gl) in sorted(by_split.items())}
         f1s = [m["f1"] for m in per.values()]
-        return {
-            "benchmark": self.name,
-            "metric": self.metric,
-            "overall": sum(f1s) / len(f1s) if f1s else 0.0,
-            "per_category": per,
-            "n": sum(m["n"] for m in per.values()),
-            "n_missing": n_missing,
-        }
+        return self.result(
+            overall=sum(f1s) / len(f1s) if f1s else 0.0,
+            per_category=per,
+            n=sum(m["n"] for m in per.values()),
+            n_missing=n_missing,
+        )

@@ -106,13 +106,11 @@ class ScienceQA(Benchmark):
             by_subject[it.category].append(ok)
             if it.image is not None:
                 img_hits.append(ok)
-        return {
-            "benchmark": self.name,
-            "metric": self.metric,
-            "overall": pct(sum(hits.values()), len(hits)),
-            "img_accuracy": pct(sum(img_hits), len(img_hits)),
-            "per_category": group_pct(by_subject),
-            "n": len(hits),
-            "n_failed_parse": n_failed,
-            "n_missing": n_missing,
-        }
+        return self.result(
+            overall=pct(sum(hits.values()), len(hits)),
+            img_accuracy=pct(sum(img_hits), len(img_hits)),
+            per_category=group_pct(by_subject),
+            n=len(hits),
+            n_failed_parse=n_failed,
+            n_missing=n_missing,
+        )

@@ -70,11 +70,9 @@ class SEEDBench(Benchmark):
             ok = p is not None and p == it.answers[0]
             hits.append(ok)
             by_type[it.category].append(ok)
-        return {
-            "benchmark": self.name,
-            "metric": self.metric,
-            "overall": pct(sum(hits), len(hits)),
-            "per_category": group_pct(by_type),
-            "n": len(hits),
-            "n_missing": n_missing,
-        }
+        return self.result(
+            overall=pct(sum(hits), len(hits)),
+            per_category=group_pct(by_type),
+            n=len(hits),
+            n_missing=n_missing,
+        )

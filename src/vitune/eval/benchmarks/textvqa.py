@@ -117,12 +117,10 @@ class TextVQA(Benchmark):
     ) -> dict[str, Any]:
         pairs, n_missing = pair_predictions(preds, items, missing)
         accs = {it.item_id: 0.0 if p is None else textvqa_accuracy(p, it.answers) for it, p in pairs}
-        return {
-            "benchmark": self.name,
-            "metric": self.metric,
-            "overall": pct(sum(accs.values()), len(accs)),
-            "per_category": {},
-            "n": len(accs),
-            "n_missing": n_missing,
-            "per_item": accs,
-        }
+        return self.result(
+            overall=pct(sum(accs.values()), len(accs)),
+            per_category={},
+            n=len(accs),
+            n_missing=n_missing,
+            per_item=accs,
+        )

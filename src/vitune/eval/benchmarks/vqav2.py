@@ -72,13 +72,11 @@ class VQAv2(Benchmark):
         ]
         mode = {"error": "error", "wrong": "zero", "skip": "skip"}[missing]
         s = score_vqa(preds, qas, missing=mode)  # type: ignore[arg-type]
-        return {
-            "benchmark": self.name,
-            "metric": self.metric,
-            "overall": s.overall,
-            "per_category": s.per_answer_type,
-            "per_question_type": s.per_question_type,
-            "n": s.n,
-            "n_per_category": s.n_per_answer_type,
-            "n_missing": s.n_missing,
-        }
+        return self.result(
+            overall=s.overall,
+            per_category=s.per_answer_type,
+            per_question_type=s.per_question_type,
+            n=s.n,
+            n_per_category=s.n_per_answer_type,
+            n_missing=s.n_missing,
+        )
