@@ -27,7 +27,7 @@ from vitune.data.records import ImageRecord
 from vitune.sources.merge import load_world
 from vitune.tasks.build import build_to_dir
 from vitune.utils.atomic import write_json
-from vitune.utils.steps import is_done, mark_done, read_result
+from vitune.utils.steps import read_result, run_step
 from vitune.world.layout import WorldLayout
 
 DEFAULT_TASKS = [
@@ -74,15 +74,15 @@ def step_world(
 
     d = cfg.work / "world"
     params = {"images": cfg.images, "seed": cfg.seed, "version": __version__}
-    if is_done(d, params):
-        say(f"world: reusing {d}")
-        return read_result(d)
-    t0 = time.perf_counter()
-    summary = generate_world(d, cfg.images, cfg.seed, workers=cfg.workers, progress=progress)
-    result = {"seconds": round(time.perf_counter() - t0, 2), "splits": summary.get("splits", summary)}
-    mark_done(d, params, result)
-    say(f"world: {cfg.images} images in {result['seconds']} s")
-    return result
+
+    def compute() -> dict[str, Any]:
+        t0 = time.perf_counter()
+        summary = generate_world(d, cfg.images, cfg.seed, workers=cfg.workers, progress=progress)
+        result = {"seconds": round(time.perf_counter() - t0, 2), "splits": summary.get("splits", summary)}
+        say(f"world: {cfg.images} images in {result['seconds']} s")
+        return result
+
+    return run_step(d, params, compute, say, "world")
 
 
 def step_build(cfg: QuickstartConfig, say: Say) -> dict[str, Any]:
@@ -95,30 +95,30 @@ def step_build(cfg: QuickstartConfig, say: Say) -> dict[str, Any]:
         "world": read_result(world),
         "version": __version__,
     }
-    if is_done(d, params):
-        say(f"build: reusing {d}")
-        return read_result(d)
-    ledger = Ledger()
-    records = load_world(world, "train", ledger)
-    layout = WorldLayout(world)
-    manifest = build_to_dir(
-        records,
-        cfg.tasks,
-        d,
-        cap=cfg.cap,
-        seed=cfg.seed,
-        ledger=ledger,
-        inputs=layout.annotation_files("train"),
-    )
-    result = {
-        "records": len(records),
-        "instances": manifest["count"],
-        "per_task": manifest["per_task"],
-        "rejected": len(ledger),
-    }
-    mark_done(d, params, result)
-    say(f"build: {len(records)} images -> {manifest['count']} instances ({len(ledger)} rejected)")
-    return result
+
+    def compute() -> dict[str, Any]:
+        ledger = Ledger()
+        records = load_world(world, "train", ledger)
+        layout = WorldLayout(world)
+        manifest = build_to_dir(
+            records,
+            cfg.tasks,
+            d,
+            cap=cfg.cap,
+            seed=cfg.seed,
+            ledger=ledger,
+            inputs=layout.annotation_files("train"),
+        )
+        result = {
+            "records": len(records),
+            "instances": manifest["count"],
+            "per_task": manifest["per_task"],
+            "rejected": len(ledger),
+        }
+        say(f"build: {len(records)} images -> {manifest['count']} instances ({len(ledger)} rejected)")
+        return result
+
+    return run_step(d, params, compute, say, "build")
 
 
 def step_synth(cfg: QuickstartConfig, say: Say) -> dict[str, Any]:
@@ -135,27 +135,27 @@ def step_synth(cfg: QuickstartConfig, say: Say) -> dict[str, Any]:
         "world": read_result(world),
         "version": __version__,
     }
-    if is_done(d, params):
-        say(f"synth: reusing {d}")
-        return read_result(d)
-    ledger = Ledger()
-    records = load_world(world, "train", ledger)
-    summary = run_synth(
-        records,
-        cfg.synth_generators,
-        TemplateBackend(),
-        d,
-        seed=cfg.seed,
-        limit=cfg.synth_images,
-        ledger=ledger,
-    )
-    result = {
-        "llava_json": str(d / "synth_llava.json"),
-        "instances": summary["export"]["total_instances"],
-    }
-    mark_done(d, params, result)
-    say(f"synth: {cfg.synth_images} images -> {result['instances']} conversations")
-    return result
+
+    def compute() -> dict[str, Any]:
+        ledger = Ledger()
+        records = load_world(world, "train", ledger)
+        summary = run_synth(
+            records,
+            cfg.synth_generators,
+            TemplateBackend(),
+            d,
+            seed=cfg.seed,
+            limit=cfg.synth_images,
+            ledger=ledger,
+        )
+        result = {
+            "llava_json": str(d / "synth_llava.json"),
+            "instances": summary["export"]["total_instances"],
+        }
+        say(f"synth: {cfg.synth_images} images -> {result['instances']} conversations")
+        return result
+
+    return run_step(d, params, compute, say, "synth")
 
 
 def quickstart_recipe(cfg: QuickstartConfig):
@@ -193,19 +193,19 @@ def step_train(
         "synth": read_result(cfg.work / "synth"),
         "version": __version__,
     }
-    if is_done(d, params):
-        say(f"train: reusing {d / 'model'}")
-        return read_result(d)
-    t0 = time.perf_counter()
-    out = run_recipe(recipe, d, progress=progress)
-    result = {
-        "model_dir": str((d / "model").resolve()),
-        "stages": out["stages"],
-        "train_seconds": round(time.perf_counter() - t0, 1),
-        "peak_rss_mb": round(peak_rss_mb(), 1),
-    }
-    mark_done(d, params, result)
-    return result
+
+    def compute() -> dict[str, Any]:
+        t0 = time.perf_counter()
+        out = run_recipe(recipe, d, progress=progress)
+        result = {
+            "model_dir": str((d / "model").resolve()),
+            "stages": out["stages"],
+            "train_seconds": round(time.perf_counter() - t0, 1),
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+        }
+        return result
+
+    return run_step(d, params, compute, say, "train")
 
 
 def peak_rss_mb() -> float:
@@ -227,24 +227,26 @@ def step_eval(cfg: QuickstartConfig, say: Say) -> dict[str, Any]:
         "questions": cfg.eval_questions,
         "version": __version__,
     }
-    if is_done(d, params):
-        say(f"eval: reusing {d}")
-        return read_result(d)
-    # Predictions of another model (a retrained one) must not be resumed; those of this one may be.
-    started = d / "params.json"
-    if started.exists() and json.loads(started.read_text(encoding="utf-8")) != json.loads(json.dumps(params)):
-        shutil.rmtree(d)
-    write_json(started, params, indent=2)
-    ledger = Ledger()
-    train_qas = [qa for r in load_world(world, "train", ledger) for qa in r.qas]
-    records = load_world(world, cfg.eval_split, ledger)
-    if cfg.eval_questions is not None:
-        records = _limit_questions(records, cfg.eval_questions)
-    result = run_vqa_eval(
-        records, WorldLayout(world).image_root, train_qas, d, model_dir=Path(train["model_dir"])
-    )
-    mark_done(d, params, result)
-    return result
+
+    def compute() -> dict[str, Any]:
+        # Predictions of another model (a retrained one) must not be resumed; those of this one may be.
+        started = d / "params.json"
+        if started.exists() and json.loads(started.read_text(encoding="utf-8")) != json.loads(
+            json.dumps(params)
+        ):
+            shutil.rmtree(d)
+        write_json(started, params, indent=2)
+        ledger = Ledger()
+        train_qas = [qa for r in load_world(world, "train", ledger) for qa in r.qas]
+        records = load_world(world, cfg.eval_split, ledger)
+        if cfg.eval_questions is not None:
+            records = _limit_questions(records, cfg.eval_questions)
+        result = run_vqa_eval(
+            records, WorldLayout(world).image_root, train_qas, d, model_dir=Path(train["model_dir"])
+        )
+        return result
+
+    return run_step(d, params, compute, say, "eval")
 
 
 def step_bench(cfg: QuickstartConfig, say: Say) -> dict[str, Any]:
@@ -255,22 +257,22 @@ def step_bench(cfg: QuickstartConfig, say: Say) -> dict[str, Any]:
     d = cfg.work / "bench"
     train = read_result(cfg.work / "train")
     params = {"train": train, "images": cfg.bench_images, "seed": cfg.seed, "version": __version__}
-    if is_done(d, params):
-        say(f"bench: reusing {d}")
-        return read_result(d)
-    result = run_world_benchmarks(
-        train["model_dir"],
-        cfg.work / "world",
-        d,
-        split="test",
-        seed=cfg.seed,
-        max_images=cfg.bench_images,
-        pope_pairs=1,
-        batch_size=16,
-        max_new_tokens=16,
-    )
-    mark_done(d, params, result)
-    return result
+
+    def compute() -> dict[str, Any]:
+        result = run_world_benchmarks(
+            train["model_dir"],
+            cfg.work / "world",
+            d,
+            split="test",
+            seed=cfg.seed,
+            max_images=cfg.bench_images,
+            pope_pairs=1,
+            batch_size=16,
+            max_new_tokens=16,
+        )
+        return result
+
+    return run_step(d, params, compute, say, "bench")
 
 
 def step_multiround(cfg: QuickstartConfig, say: Say) -> dict[str, Any]:
@@ -284,17 +286,17 @@ def step_multiround(cfg: QuickstartConfig, say: Say) -> dict[str, Any]:
         "bench": read_result(cfg.work / "bench").get("model_fingerprint"),
         "images": cfg.multiround_images,
     }
-    if is_done(d, params):
-        say(f"multiround: reusing {d}")
-        return read_result(d)
-    spec = BenchSpec("vqav2", cfg.work / "bench" / "data" / "vqav2")
-    train = read_result(cfg.work / "train")
-    result = run_multiround_benchmarks(
-        train["model_dir"], [spec], d, max_images=cfg.multiround_images, batch_size=16, max_new_tokens=16
-    )
-    result.pop("dialogs", None)  # in multiround_results.json; the marker keeps the summary
-    mark_done(d, params, result)
-    return result
+
+    def compute() -> dict[str, Any]:
+        spec = BenchSpec("vqav2", cfg.work / "bench" / "data" / "vqav2")
+        train = read_result(cfg.work / "train")
+        result = run_multiround_benchmarks(
+            train["model_dir"], [spec], d, max_images=cfg.multiround_images, batch_size=16, max_new_tokens=16
+        )
+        result.pop("dialogs", None)  # in multiround_results.json; the marker keeps the summary
+        return result
+
+    return run_step(d, params, compute, say, "multiround")
 
 
 def _limit_questions(records: list[ImageRecord], n: int) -> list[ImageRecord]:

@@ -7,6 +7,7 @@ either a complete step or one that is redone on the next run.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,3 +37,22 @@ def mark_done(step_dir: Path, params: dict[str, Any], result: dict[str, Any] | N
 
 def read_result(step_dir: Path) -> dict[str, Any]:
     return json.loads((step_dir / MARKER).read_text(encoding="utf-8")).get("result", {})
+
+
+def run_step(
+    step_dir: Path,
+    params: dict[str, Any],
+    compute: Callable[[], dict[str, Any]],
+    say: Callable[[str], Any],
+    name: str,
+) -> dict[str, Any]:
+    """`compute()`'s result, or the saved one when `step_dir` is done with these `params`.
+
+    The marker is written only after `compute` returns, so a step killed midway is redone.
+    """
+    if is_done(step_dir, params):
+        say(f"{name}: reusing {step_dir}")
+        return read_result(step_dir)
+    result = compute()
+    mark_done(step_dir, params, result)
+    return result
