@@ -229,3 +229,15 @@ def test_cli_lists_recipes_and_reports_bad_ones(tmp_path, monkeypatch):
     res = runner.invoke(app, ["train", str(bad), "--out", str(tmp_path / "o")])
     assert res.exit_code == 2
     assert "stages.0.lr" in res.output and "bad.yaml" in res.output
+
+
+def test_relative_paths_resolve_against_cwd_for_bundled_and_the_file_for_files(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    names = {"world": "w", "tasks": "data/instances", "images": "w/images", "chat": "c.json"}
+    bundled = load_recipe("tiny-two-stage", names)
+    assert bundled.stage("stage1").data[0].path == str(tmp_path / "data/instances")
+    assert bundled.stage("vision").records.world == str(tmp_path / "w")
+    sub = tmp_path / "recipes"
+    sub.mkdir()
+    (sub / "r.yaml").write_text("name: r\nmodel: {preset: micro}\nstages: [{name: s, data: [{path: d}]}]\n")
+    assert load_recipe(sub / "r.yaml").stages[0].data[0].path == str(sub / "d")

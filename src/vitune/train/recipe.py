@@ -220,10 +220,16 @@ def parse_recipe(
 
 
 def load_recipe(path: str | Path, variables: dict[str, str] | None = None) -> Recipe:
-    """Read and validate a YAML training recipe (a bundled name or a path)."""
+    """Read and validate a YAML training recipe: a bundled name (relative paths are then relative
+    to the working directory) or a file (relative paths are relative to its folder)."""
     bundled = bundled_recipes()
-    path = bundled.get(str(path), Path(path))
-    return parse_recipe(read_yaml(path, RecipeError), str(path), variables, base_dir=Path(path).parent)
+    if str(path) in bundled:
+        # A bundled recipe's relative paths (from --var) mean the user's working directory.
+        file, base = bundled[str(path)], Path.cwd()
+    else:
+        file = Path(path)
+        base = file.parent
+    return parse_recipe(read_yaml(file, RecipeError), str(file), variables, base_dir=base)
 
 
 def bundled_recipes() -> dict[str, Path]:
