@@ -241,3 +241,22 @@ def test_relative_paths_resolve_against_cwd_for_bundled_and_the_file_for_files(t
     sub.mkdir()
     (sub / "r.yaml").write_text("name: r\nmodel: {preset: micro}\nstages: [{name: s, data: [{path: d}]}]\n")
     assert load_recipe(sub / "r.yaml").stages[0].data[0].path == str(sub / "d")
+
+
+def test_tensorboard_scalars_equal_the_metrics_lines(tiny_world, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    world, data = tiny_world
+    spec = tiny_recipe(world, data, max_steps=4, tensorboard=True)
+    spec["stages"] = [spec["stages"][-1]]
+    run_recipe(parse_recipe(spec), tmp_path / "tb")
+    stage = tmp_path / "tb" / "stages" / "stage1"
+    lines = [json.loads(x) for x in (stage / "metrics.jsonl").read_text().splitlines()]
+    events = list((stage / "tensorboard").rglob("events.out.tfevents.*"))
+    assert events, "no TensorBoard event file"
+    acc = EventAccumulator(str(events[0].parent))
+    acc.Reload()
+    loss = [(e.step, e.value) for e in acc.Scalars("train/loss")]
+    assert [s for s, _ in loss] == [r["step"] for r in lines] == [1, 2, 3, 4]
+    assert [v for _, v in loss] == pytest.approx([r["loss"] for r in lines], rel=1e-6)
+    assert {"train/lr", "train/tokens_per_s", "train/pad_frac"} <= set(acc.Tags()["scalars"])

@@ -67,6 +67,7 @@ class TrainConfig(BaseModel):
     log_every: int = Field(default=10, ge=1)
     save_every: int | None = Field(default=None, ge=1)  # steps between resumable checkpoints
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
+    tensorboard: bool = False  # also log the metrics lines as TensorBoard scalars (out_dir/tensorboard)
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -165,8 +166,9 @@ def batch_loss_sum(model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch
     return loss, int((target != IGNORE_INDEX).sum())
 
 
-def make_accelerator(cfg: TrainConfig):
-    """An `accelerate.Accelerator` for this stage (single CPU process when not launched)."""
+def make_accelerator(cfg: TrainConfig, out_dir: str | os.PathLike | None = None):
+    """An `accelerate.Accelerator` for this stage (single CPU process when not launched); with
+    `cfg.tensorboard` it logs to TensorBoard under `out_dir/tensorboard`."""
     from accelerate import Accelerator, DistributedDataParallelKwargs
 
     mp = cfg.mixed_precision
@@ -176,7 +178,14 @@ def make_accelerator(cfg: TrainConfig):
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
     # cpu=True on a machine without a GPU: otherwise processes started by `accelerate launch` /
     # torchrun would each train alone instead of forming a gloo process group.
-    return Accelerator(mixed_precision=mp, kwargs_handlers=[ddp], cpu=not torch.cuda.is_available())
+    tracking = {}
+    if cfg.tensorboard:
+        if out_dir is None:
+            raise ValueError("tensorboard logging needs an output folder")
+        tracking = {"log_with": "tensorboard", "project_dir": str(out_dir)}
+    return Accelerator(
+        mixed_precision=mp, kwargs_handlers=[ddp], cpu=not torch.cuda.is_available(), **tracking
+    )
 
 
 def _real_tokens(b: dict[str, Any]) -> tuple[int, int]:
@@ -211,7 +220,9 @@ def train(
         raise ValueError("nothing to train on: the dataset is empty")
     torch.set_num_threads(cfg.num_threads or default_threads())
     seed_everything(cfg.seed)
-    acc = accelerator or make_accelerator(cfg)
+    acc = accelerator or make_accelerator(cfg, out_dir)
+    if cfg.tensorboard:
+        acc.init_trackers("tensorboard")
     world, rank = acc.num_processes, acc.process_index
     stream = MicroBatchStream(plan or random_plan(len(dataset), cfg.batch_size, cfg.seed))
     per_step = world * cfg.grad_accum
@@ -313,6 +324,9 @@ def train(
                     state["metrics_lines"] += 1
                 if progress is not None and acc.is_main_process:
                     progress(rec)
+                if cfg.tensorboard:
+                    scalars = ("loss", "lr", "grad_norm", "tokens_per_s", "pad_frac")
+                    acc.log({f"train/{k}": rec[k] for k in scalars}, step=step)
                 t_log, tok_log, pad_log, slot_log, loss_log, n_log = now, 0, 0, 0, 0.0, 0
             if cfg.save_every and out is not None and step % cfg.save_every == 0 and step < total:
                 _save(acc, wrapped, opt, out, step, t0, state, first_loss)
@@ -324,6 +338,8 @@ def train(
     elapsed = time.perf_counter() - t0
     tokens_total += tok_log * world
     acc.wait_for_everyone()
+    if cfg.tensorboard:
+        acc.end_training()
     model.eval()
     return {
         "steps": step,

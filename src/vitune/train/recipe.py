@@ -139,6 +139,7 @@ class StageSpec(_Strict):
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16 on a GPU that has it
     save_every: int | None = Field(default=None, ge=1)  # optimizer steps between resumable checkpoints
     log_every: int = Field(default=10, ge=1)
+    tensorboard: bool = False  # TensorBoard scalars under stages/<name>/tensorboard (needs `tensorboard`)
 
     @model_validator(mode="after")
     def _data(self) -> StageSpec:

@@ -205,6 +205,7 @@ def stage_train_config(st: StageSpec, processes: int) -> TrainConfig:
         log_every=st.log_every,
         save_every=st.save_every,
         mixed_precision=st.mixed_precision,
+        tensorboard=st.tensorboard,
     )
 
 
@@ -227,7 +228,7 @@ def run_instruct_stage(
 ) -> dict[str, Any]:
     model, processor = load_pretrained(model_dir)
     tok = processor.tokenizer
-    acc = make_accelerator(stage_train_config(st, 1))
+    acc = make_accelerator(stage_train_config(st, 1), stage_dir)
     cfg = stage_train_config(st, acc.num_processes)
     uses_lora = "lora" in (st.train.llm, st.train.vision)
     model, counts = set_modules(model, st)
