@@ -55,7 +55,8 @@ def load_stage_data(spec: DataSpec, ledger: Ledger, seed: int) -> list[Instance]
         if not items:
             raise RecipeError(f"data {path}: no instance of tasks {sorted(keep)}")
     if spec.limit is not None and len(items) > spec.limit:
-        rng = random.Random(derive_seed(seed, "limit", str(path)))
+        # Keyed on the file name, not its absolute path: moving a work folder keeps the sample.
+        rng = random.Random(derive_seed(seed, "limit", path.name))
         items = [items[i] for i in sorted(rng.sample(range(len(items)), spec.limit))]
     return items
 
