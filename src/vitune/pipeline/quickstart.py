@@ -40,6 +40,9 @@ DEFAULT_TASKS = [
     # Permutation-free perception targets: the densest image-dependent signal per sample.
     "color_inventory",
     "object_inventory",
+    # COCO-IFT: every question of an image merged into one multi-turn conversation. Without it the
+    # tiny model scored 48.5 asked one question at a time but 21.4 in a dialog; with it 53.8 / 52.2.
+    "vqa_dialog",
 ]
 
 Say = Callable[[str], None]
