@@ -30,6 +30,14 @@ class Box:
     def xyxy(self) -> tuple[float, float, float, float]:
         return (self.x, self.y, self.x + self.w, self.y + self.h)
 
+    def iou(self, other: Box) -> float:
+        """Intersection over union with `other` (0 when both are empty)."""
+        ax1, ay1, ax2, ay2 = self.xyxy()
+        bx1, by1, bx2, by2 = other.xyxy()
+        inter = max(0.0, min(ax2, bx2) - max(ax1, bx1)) * max(0.0, min(ay2, by2) - max(ay1, by1))
+        union = self.area + other.area - inter
+        return inter / union if union > 0 else 0.0
+
     def normalized_xyxy(self, width: int, height: int, ndigits: int = 3) -> list[float]:
         """`[x1, y1, x2, y2]` divided by the image size, clipped to [0, 1], rounded (SVIT/Vision-Flan)."""
         x1, y1, x2, y2 = self.xyxy()

@@ -44,16 +44,6 @@ def approx_tokens(text: str, chars_per_token: float = 4.0) -> int:
     return max(len(text.split()), math.ceil(len(text) / chars_per_token))
 
 
-def iou(a: Box, b: Box) -> float:
-    ax1, ay1, ax2, ay2 = a.xyxy()
-    bx1, by1, bx2, by2 = b.xyxy()
-    iw = max(0.0, min(ax2, bx2) - max(ax1, bx1))
-    ih = max(0.0, min(ay2, by2) - max(ay1, by1))
-    inter = iw * ih
-    union = a.area + b.area - inter
-    return inter / union if union > 0 else 0.0
-
-
 def format_box(box: Box, width: int, height: int, ndigits: int = 3) -> str:
     vals = box.normalized_xyxy(width, height, ndigits)
     return "[" + ", ".join(f"{v:.{ndigits}f}" for v in vals) + "]"
@@ -68,7 +58,7 @@ def duplicate_flags(objects: list[ObjectAnn], dup_iou: float) -> list[bool]:
     flags: list[bool] = []
     for i, o in enumerate(objects):
         dup = any(
-            p.name.lower() == o.name.lower() and iou(p.box, o.box) >= dup_iou
+            p.name.lower() == o.name.lower() and p.box.iou(o.box) >= dup_iou
             for p in objects[:i]
             if p is not o
         )

@@ -15,7 +15,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from vitune.data.records import Box, ImageRecord
-from vitune.synth.context import iou
 from vitune.utils.hashing import derive_seed
 from vitune.utils.text import COLOR_WORDS, plural
 
@@ -77,7 +76,7 @@ def entities(rec: ImageRecord, dup_iou: float = 0.7) -> list[Entity]:
         if o.box.w <= 0 or o.box.h <= 0:
             continue
         name = o.name.strip().lower()
-        match = next((e for e in out if e.name == name and iou(e.box, o.box) >= dup_iou), None)
+        match = next((e for e in out if e.name == name and e.box.iou(o.box) >= dup_iou), None)
         if match is None:
             match = Entity(name, o.box)
             out.append(match)

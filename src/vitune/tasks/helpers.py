@@ -48,16 +48,6 @@ def box_text(box: Box, width: int, height: int) -> str:
     return "[" + ", ".join(f"{v:.3f}" for v in box.normalized_xyxy(width, height)) + "]"
 
 
-def iou(a: Box, b: Box) -> float:
-    ax1, ay1, ax2, ay2 = a.xyxy()
-    bx1, by1, bx2, by2 = b.xyxy()
-    iw = max(0.0, min(ax2, bx2) - max(ax1, bx1))
-    ih = max(0.0, min(ay2, by2) - max(ay1, by1))
-    inter = iw * ih
-    union = a.area + b.area - inter
-    return inter / union if union > 0 else 0.0
-
-
 def name_counts(objs: list[ObjectAnn]) -> Counter[str]:
     return Counter(o.name for o in objs)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 
 from vitune.data.records import ImageRecord, ObjectAnn
-from vitune.tasks.helpers import box_text, iou, name_counts, objects_of
+from vitune.tasks.helpers import box_text, name_counts, objects_of
 from vitune.tasks.spec import BuildContext, Sample, builder
 
 MAX_REGION_IOU = 0.5  # a region overlapping another object this much could be read as either
@@ -48,7 +48,7 @@ def object_selection(record: ImageRecord, rng: random.Random, ctx: BuildContext)
 
 
 def _clear_regions(objs: list[ObjectAnn]) -> list[ObjectAnn]:
-    return [o for o in objs if all(p is o or iou(o.box, p.box) < MAX_REGION_IOU for p in objs)]
+    return [o for o in objs if all(p is o or o.box.iou(p.box) < MAX_REGION_IOU for p in objs)]
 
 
 def _region_sample(record: ImageRecord, rng: random.Random) -> Sample | None:
