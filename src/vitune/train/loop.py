@@ -49,7 +49,6 @@ Plan = Callable[[int], list[list[int]]]  # epoch -> micro-batches of dataset ind
 class TrainConfig(BaseModel):
     """Optimizer, schedule and batching of one stage (built from a recipe's `StageSpec`)."""
 
-    template: str = "vicuna_v1"
     lr: float = 2e-3
     epochs: float = 1.0
     max_steps: int | None = None  # overrides epochs when set
@@ -61,7 +60,6 @@ class TrainConfig(BaseModel):
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
-    max_length: int = 256
     seed: int = 0
     num_threads: int | None = None  # None: one per available core, at most 4
     log_every: int = Field(default=10, ge=1)

@@ -96,12 +96,9 @@ def pixel_cache(image_root: str | os.PathLike, image_processor: Any) -> ImageCac
     return _PIXEL_CACHES[key]
 
 
-def corpus(recipe: Recipe, ledger: Ledger) -> list[Instance]:
-    out: list[Instance] = []
-    for st in recipe.stages:
-        for d in st.data:
-            out.extend(load_stage_data(d, ledger, st.seed))
-    return out
+def recipe_data(recipe: Recipe, ledger: Ledger) -> list[tuple[DataSpec, list[Instance]]]:
+    """Every data entry of every stage with its instances, read once (tokenizer + pixel statistics)."""
+    return [(d, load_stage_data(d, ledger, st.seed)) for st in recipe.stages for d in st.data]
 
 
 def build_base(recipe: Recipe, out: Path) -> Path:
@@ -139,8 +136,8 @@ def _from_preset(recipe: Recipe):
     from vitune.train.tokenizer import corpus_texts, train_tokenizer
 
     m = recipe.model
-    ledger = Ledger()
-    instances = corpus(recipe, ledger)
+    loaded = recipe_data(recipe, Ledger())
+    instances = [i for _, items in loaded for i in items]
     templates = {st.template for st in recipe.stages if st.kind == "instruct"}
     texts = [t for tpl in sorted(templates) for t in corpus_texts(instances, tpl)]
     tokenizer = train_tokenizer(texts, vocab_size=m.vocab_size)
@@ -156,13 +153,15 @@ def _from_preset(recipe: Recipe):
     model = build_model(preset, tokenizer, seed=m.seed)
     mean, std = CLIP_MEAN, CLIP_STD
     if m.pixel_norm == "dataset":
-        paths = _sample_images(recipe, m.seed)
+        paths = _sample_images(recipe, loaded, m.seed)
         if paths:
             mean, std = pixel_statistics(paths)
     return model, processor_for(model, tokenizer, mean, std)
 
 
-def _sample_images(recipe: Recipe, seed: int, n: int = 256) -> list[Path]:
+def _sample_images(
+    recipe: Recipe, loaded: list[tuple[DataSpec, list[Instance]]], seed: int, n: int = 256
+) -> list[Path]:
     """A seeded sample of the recipe's training images (for pixel statistics)."""
     from vitune.sources.merge import load_world
     from vitune.world.layout import WorldLayout
@@ -174,14 +173,12 @@ def _sample_images(recipe: Recipe, seed: int, n: int = 256) -> list[Path]:
             # The stage's own split only: held-out images must not shape the normalization.
             root = WorldLayout(st.records.world).image_root
             found.update(root / r.file_name for r in load_world(st.records.world, st.records.split, ledger))
-        for d in st.data:
-            if d.image_root is None:
-                continue
-            root = Path(d.image_root)
-            # A missing image is the stage's to reject (with a reason), not a reason to fail here.
-            found.update(
-                p for i in load_stage_data(d, ledger, st.seed) if i.image and (p := root / i.image).is_file()
-            )
+    for d, items in loaded:
+        if d.image_root is None:
+            continue
+        root = Path(d.image_root)
+        # A missing image is the stage's to reject (with a reason), not a reason to fail here.
+        found.update(p for i in items if i.image and (p := root / i.image).is_file())
     paths = sorted(found)
     if len(paths) > n:
         paths = sorted(random.Random(seed).sample(paths, n))
@@ -190,7 +187,6 @@ def _sample_images(recipe: Recipe, seed: int, n: int = 256) -> list[Path]:
 
 def stage_train_config(st: StageSpec, processes: int) -> TrainConfig:
     return TrainConfig(
-        template=st.template,
         lr=st.lr,
         epochs=st.epochs,
         max_steps=st.max_steps,
@@ -201,7 +197,6 @@ def stage_train_config(st: StageSpec, processes: int) -> TrainConfig:
         min_lr_ratio=st.min_lr_ratio,
         weight_decay=st.weight_decay,
         max_grad_norm=st.max_grad_norm,
-        max_length=st.max_length,
         seed=st.seed,
         log_every=st.log_every,
         save_every=st.save_every,
