@@ -284,3 +284,133 @@ def test_make_judge_default_cache_location_and_empty_run(tmp_path, monkeypatch):
     with make_judge("http://127.0.0.1:9/v1", "m", api_key="k", cache=tmp_path / "d") as j2:
         assert j2.cache is not None and (tmp_path / "d" / "judge.sqlite").exists()
     assert make_judge("http://127.0.0.1:9/v1", "m", api_key="k", cache=False).cache is None
+
+
+# ---- MM-Vet, repeated judge runs (the official num_run) -----------------------------------------
+
+# Replies to the first ask of each model answer, in order of asking: one per run (runs go one after
+# the other, so the k-th first ask of an answer is run k). Run 1: P5 needs a re-ask, P4 never parses.
+RUN_REPLIES = {
+    "P0": ["0.8", "0.6", "1.0"],
+    "P1": ["1.0", "1.0", "0.5"],
+    "P2": ["0.0", "0.2", "0.1"],
+    "P3": ["0.6", "0.6", "0.6"],
+    "P4": ["1.0", "good", "0.5"],
+    "P4#retry": ["bad"],
+    "P5": ["0.4", "Correct", "0.4"],
+    "P5#retry": ["0.9"],
+}
+
+
+def _pstd(xs: list[float]) -> float:
+    m = sum(xs) / len(xs)
+    return (sum((x - m) ** 2 for x in xs) / len(xs)) ** 0.5
+
+
+def test_mm_vet_judge_runs_mean_std_resume_and_per_run_failures(tmp_path):
+    items = get_benchmark("mm_vet").load(_mm_vet(tmp_path))
+    preds = {k: v[2] for k, v in MMVET.items()}
+    with pytest.raises(ValueError, match="runs"):
+        get_benchmark("mm_vet", runs=0)
+    rec = Recorder(RUN_REPLIES, _mmvet_extract)
+    with FakeChatServer(reply_fn=rec) as srv:
+        judge = _judge(srv, tmp_path)
+        two = get_benchmark("mm_vet", runs=2).score(preds, items, judge=judge)
+        # Run 0: six first asks; run 1: six, P5 re-asked once, P4 re-asked five times.
+        assert len(srv.log) == 6 + 6 + 1 + 5
+        assert two["judge_runs"] == 2 and two["total_per_run"] == [63.3, 66.0]
+
+        # Resumed with a third run: runs 0 and 1 come from the cache, only run 2 is asked.
+        res = get_benchmark("mm_vet", runs=3).score(preds, items, judge=judge)
+        assert len(srv.log) == 18 + 6
+        assert res["judge"]["replies_cached"] == 18 and res["judge"]["replies_sent"] == 6
+        assert res["runs"][:2] == two["runs"]
+        # Every run is its own request (own cache key), though the bodies are identical.
+        assert len(set(srv.keys_seen())) == len(srv.log)
+        assert rec.bodies["P0"][0] == rec.bodies["P0"][2]
+        assert [b["temperature"] for b in rec.bodies["P0"]] == [0.0, 0.0, 0.0]
+    judge.close()
+
+    # Per-run scores by hand (percent): v1_4 is left out of run 1 only.
+    total = [3.8 / 6 * 100, 3.3 / 5 * 100, 3.1 / 6 * 100]
+    caps = {
+        "rec": [2.2 / 4 * 100, 1.7 / 3 * 100, 2.0 / 4 * 100],
+        "ocr": [2.0 / 3 * 100, 2.5 / 3 * 100, 1.5 / 3 * 100],
+        "math": [1.6 / 2 * 100, 1.6 / 2 * 100, 1.1 / 2 * 100],
+        "know": [0.0, 20.0, 10.0],
+    }
+    assert res["total_per_run"] == [63.3, 66.0, 51.7]
+    assert res["overall"] == res["total"] == round(sum(total) / 3, 1) == 60.3
+    # numpy's population std (ddof=0), as the official script; the sample std would be 7.6.
+    assert res["overall_std"] == res["total_std"] == round(_pstd(total), 1) == 6.2
+    assert res["per_capability"] == {c: round(sum(v) / 3, 1) for c, v in caps.items()}
+    assert res["per_capability"] == {"rec": 53.9, "ocr": 66.7, "math": 71.7, "know": 10.0}
+    assert res["per_capability_std"] == {c: round(_pstd(v), 1) for c, v in caps.items()}
+    assert res["per_capability_std"] == {"rec": 2.8, "ocr": 13.6, "math": 11.8, "know": 8.2}
+    assert res["per_category"] == res["per_capability"]
+    assert res["per_category_std"] == res["per_capability_std"]
+    assert res["per_combination"] == {"rec": 75.0, "math_ocr": 71.7, "ocr_rec": 56.7, "know_rec": 10.0}
+
+    # Failures per run; across runs, n counts the items every run scored.
+    assert res["n_judge_failed_per_run"] == [0, 1, 0]
+    assert [r["judge_failed_ids"] for r in res["runs"]] == [[], ["v1_4"], []]
+    assert [r["n"] for r in res["runs"]] == [6, 5, 6]
+    assert res["runs"][1]["total"] == 66.0 and "v1_4" not in res["runs"][1]["item_scores"]
+    assert res["n_judge_failed"] == 1 and res["judge_failed_ids"] == ["v1_4"]
+    assert res["judge_failures"]["v1_4"].startswith("run 1: malformed reply after 6 attempt(s)")
+    assert res["n"] == 5 and res["n_per_capability"] == {"rec": 3, "ocr": 3, "math": 2, "know": 1}
+    assert res["item_scores"]["v1_4"] == pytest.approx(0.75)
+    assert res["item_scores"]["v1_0"] == pytest.approx(0.8)
+
+
+def _first_ask_key(judge, bench, item, pred: str, run: int) -> str:
+    """The cache (and wire) key of an item's first grading request in a run, as the judge builds it."""
+    msgs = bench.judge_task(item, pred, run=run).attempts[0].messages
+    return request_key(
+        judge.identity(), msgs, {"temperature": 0.0, "max_tokens": 3, "attempt": 0, "run": run}
+    )
+
+
+def test_mm_vet_judge_run_request_failure_counts_in_that_run_only(tmp_path):
+    items = get_benchmark("mm_vet").load(_mm_vet(tmp_path))[:3]
+    preds = {"v1_0": "P0", "v1_1": "P1", "v1_2": "P2"}
+    rec = Recorder({"P0": ["0.8", "0.6"], "P1": ["1.0", "1.0"], "P2": ["0.0", "0.2"]}, _mmvet_extract)
+    broken: set[str] = set()  # request keys the server answers with a 500
+    faults = lambda n, key, attempt: "500" if key in broken else None  # noqa: E731
+    with FakeChatServer(reply_fn=rec, faults=faults) as srv:
+        judge = _judge(srv, tmp_path, max_retries=1)
+        once = get_benchmark("mm_vet").score(preds, items, judge=judge)
+        assert len(srv.log) == 3 and once["judge_runs"] == 1 and "total_std" not in once
+        assert once["overall"] == 60.0 and once["n_judge_failed_per_run"] == [0]
+
+        bench = get_benchmark("mm_vet", runs=2)
+        key = _first_ask_key(judge, bench, items[1], "P1", run=1)
+        broken.add(key)
+        res = bench.score(preds, items, judge=judge)
+        # Run 0 is the single run above, replayed; run 1 is asked, v1_1's request fails for good.
+        assert len(srv.log) == 3 + 3 + 1 and sum(e["key"] == key for e in srv.log) == 2
+        assert res["n_judge_failed_per_run"] == [0, 1]
+        assert res["runs"][1]["judge_failures"]["v1_1"].startswith("request failed")
+        assert res["judge_failures"]["v1_1"].startswith("run 1: request failed")
+        # Run 0: (.8 + 1 + 0) / 3; run 1 without v1_1: (.6 + .2) / 2. ocr and math only in run 0.
+        assert res["total_per_run"] == [60.0, 40.0] and (res["overall"], res["overall_std"]) == (50.0, 10.0)
+        assert res["per_capability"] == {"rec": 40.0, "know": 10.0, "ocr": 100.0, "math": 100.0}
+        assert res["per_capability_std"] == {"rec": 0.0, "know": 10.0, "ocr": 0.0, "math": 0.0}
+        assert res["n"] == 2 and res["n_per_capability"] == {"rec": 2, "know": 1, "ocr": 0, "math": 0}
+
+        # A failed request is not cached: once the server recovers, only it is asked again.
+        broken.clear()
+        n0 = len(srv.log)
+        res = bench.score(preds, items, judge=judge)
+        assert [e["key"] for e in srv.log[n0:]] == [key]
+        assert res["n_judge_failed"] == 0 and res["n_judge_failed_per_run"] == [0, 0]
+        assert (res["overall"], res["overall_std"]) == (60.0, 0.0)
+
+        # A run in which every judgment fails has no total; it is left out of the mean, not a 0.0.
+        three = get_benchmark("mm_vet", runs=3)
+        broken.update(_first_ask_key(judge, three, it, preds[it.item_id], run=2) for it in items)
+        res = three.score(preds, items, judge=judge)
+        assert res["total_per_run"] == [60.0, 60.0, None] and res["n_judge_failed_per_run"] == [0, 0, 3]
+        assert (res["overall"], res["overall_std"]) == (60.0, 0.0)
+        assert res["n"] == 3 and res["judge_failed_ids"] == ["v1_0", "v1_1", "v1_2"]
+        judge.close()

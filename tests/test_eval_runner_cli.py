@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections import Counter
 
+from PIL import Image
 from typer.testing import CliRunner
 
 from test_eval_runner import _save_micro
 from vitune.cli import app
 from vitune.eval.world_bench import write_world_benchmarks
+from vitune.synth.fakeserver import FakeChatServer
 from vitune.world import generate_world
 
 runner = CliRunner()
@@ -52,3 +56,47 @@ def test_eval_run_compare_and_list(tmp_path):
         app, ["eval", "--model", str(model), "--bench", "nope=x", "--out", str(tmp_path / "c")]
     )
     assert res.exit_code != 0 and "unknown benchmark" in res.output
+
+
+def test_eval_judge_runs_option_reaches_mm_vet_and_prints_mean_std(tmp_path, monkeypatch):
+    d = tmp_path / "mm-vet"
+    (d / "images").mkdir(parents=True)
+    doc = {}
+    for i, caps in enumerate([["rec"], ["ocr", "math"], ["rec", "know"]]):
+        Image.new("RGB", (32, 24), (40 * i, 90, 160)).save(d / "images" / f"v1_{i}.png")
+        doc[f"v1_{i}"] = {"imagename": f"v1_{i}.png", "capability": caps, "question": f"Q{i}?", "answer": "a"}
+    (d / "mm-vet.json").write_text(json.dumps(doc))
+    model = _save_micro(tmp_path / "model", seed=0)
+    monkeypatch.setenv("VITUNE_JUDGE_CACHE", str(tmp_path / "judge.sqlite"))
+    monkeypatch.setenv("OPENAI_API_KEY", "k")
+
+    asked: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def reply(body: dict) -> str:  # the same request asked again (the next run) gets another grade
+        with lock:
+            asked[body["messages"][0]["content"]] += 1
+            return ["0.4", "0.8"][asked[body["messages"][0]["content"]] - 1]
+
+    common = ["eval", "--model", str(model), "--bench", f"mm_vet={d}", "--max-new-tokens", "3"]
+    with FakeChatServer(reply_fn=reply) as srv:
+        judge = ["--judge-base-url", srv.url, "--judge-model", "jm"]
+        res = runner.invoke(app, [*common, *judge, "--judge-runs", "2", "--out", str(tmp_path / "o")])
+        assert res.exit_code == 0, res.output
+        assert len(srv.log) == 3 * 2 and set(asked.values()) == {2}
+    # Every item and capability scores 40 in run 0 and 80 in run 1: 60 ± 20 (population std).
+    b = json.loads((tmp_path / "o" / "results.json").read_text())["benchmarks"]["mm_vet"]
+    assert b["overall"] == 60.0 and b["extra"]["overall_std"] == 20.0 and b["extra"]["judge_runs"] == 2
+    assert (b["per_category"]["rec"]["score"], b["per_category"]["rec"]["n"]) == (60.0, 2)
+    scores = json.loads((tmp_path / "o" / "mm_vet" / "scores.json").read_text())
+    assert scores["total_per_run"] == [40.0, 80.0] and scores["per_capability_std"]["ocr"] == 20.0
+    assert "mm_vet: 2 judge runs" in res.output and "60.0 ± 20.0" in res.output
+    assert "40.0, 80.0" in res.output
+    assert "60.00 ± 20.00" in (tmp_path / "o" / "results.md").read_text()
+
+    # Asked of benchmarks none of which is judged repeatedly, the option is refused, not ignored.
+    res = runner.invoke(
+        app, [*common[:3], "--bench", f"pope={d}", "--judge-runs", "3", "--out", str(tmp_path / "p")]
+    )
+    assert res.exit_code != 0
+    assert "judged repeatedly" in " ".join(res.output.replace("│", " ").split())  # rich wraps the error

@@ -1,17 +1,23 @@
 """`vitune eval`: run registered benchmarks on a saved model, compare two runs, list the benchmarks.
 
     vitune eval --model CKPT --bench pope=data/pope --bench mme=data/MME --out runs/ckpt
+    vitune eval --model CKPT --bench mm_vet=data/mm-vet --judge-base-url URL --judge-model M \
+        --judge-runs 5 --out runs/ckpt
     vitune eval compare runs/base runs/tuned
     vitune eval list
 
 Running is the group's own callback (no sub-command word), so `vitune eval --model ...` runs and
 `vitune eval compare|list` do the rest. The work is `vitune.eval.runner.run_benchmarks`.
+`--judge-runs N` becomes the `runs` option of the judged benchmarks that grade repeatedly (MM-Vet);
+their mean ± std across runs is printed after the results table.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -62,6 +68,14 @@ def eval_run(
     judge_api_key_env: Annotated[
         str, typer.Option(help="Environment variable holding the judge's API key.")
     ] = "OPENAI_API_KEY",
+    judge_runs: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Judge every item N times and report the mean ± std across runs "
+            "(MM-Vet's official num_run; its paper used 5).",
+        ),
+    ] = 1,
 ) -> None:
     """Run benchmarks on a model (or use a sub-command)."""
     if ctx.invoked_subcommand is not None:
@@ -88,6 +102,8 @@ def eval_run(
         raise typer.BadParameter(f"--images for benchmarks not given with --bench: {sorted(unknown_roots)}")
     specs = [BenchSpec(s.name, s.path, Path(roots[s.name]) if s.name in roots else None) for s in specs]
     _check_names([s.name for s in specs])
+    if judge_runs > 1:
+        specs = _with_judge_runs(specs, judge_runs)
 
     def make_judge():
         # Imported here: the judge (and its HTTP client) is needed only by judged benchmarks.
@@ -111,6 +127,7 @@ def eval_run(
         judge_factory=make_judge,
     )
     console.print(results_table(results, title=f"{model.name}: benchmark results"))
+    _print_judge_runs(results, out)
     _warn_missing(results)
     console.print(f"results: {out / 'results.json'}  {out / 'results.md'}")
 
@@ -131,14 +148,75 @@ def _check_names(names: list[str]) -> None:
         raise typer.BadParameter(f"unknown benchmark(s) {bad}; known: {', '.join(sorted(known))}")
 
 
+def _with_judge_runs(specs: list, runs: int) -> list:
+    """`runs` as the constructor option of every benchmark that grades repeatedly; refused when
+    none does, so that `--judge-runs` is never silently ignored."""
+    from vitune.eval.benchmarks import get_benchmark
+
+    out, once = [], []
+    for s in specs:
+        if getattr(get_benchmark(s.name), "supports_judge_runs", False):
+            s = dataclasses.replace(s, options={**s.options, "runs": runs})
+        elif get_benchmark(s.name).needs_judge:
+            once.append(s.name)
+        out.append(s)
+    if not any("runs" in s.options for s in out):
+        raise typer.BadParameter(
+            "--judge-runs: none of the given benchmarks is judged repeatedly (mm_vet is)"
+        )
+    if once:
+        console.print(f"[yellow]--judge-runs does not apply to {', '.join(once)}: judged once")
+    return out
+
+
+def judge_runs_rows(scores: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(category, "mean ± std", per-run scores) of a repeatedly judged score (its scores.json), the
+    total first, then each capability; a run that scored nothing in a category shows "—"."""
+    runs = scores.get("runs") or []
+
+    def per_run(get: Any) -> str:
+        return ", ".join("—" if (v := get(r)) is None else f"{v:.1f}" for r in runs)
+
+    rows = [
+        (
+            "total",
+            f"{scores['overall']:.1f} ± {scores['overall_std']:.1f}",
+            per_run(lambda r: r["total"]),
+        )
+    ]
+    for cat, mean in scores.get("per_category", {}).items():
+        std = scores.get("per_category_std", {}).get(cat, 0.0)
+        rows.append((cat, f"{mean:.1f} ± {std:.1f}", per_run(lambda r, c=cat: r["per_capability"].get(c))))
+    failed = scores.get("n_judge_failed_per_run") or []
+    rows.append(("judge failures", "", ", ".join(str(n) for n in failed)))
+    return rows
+
+
+def _print_judge_runs(results: dict, out: Path) -> None:
+    """Mean ± std across judge runs of every benchmark judged more than once (from its scores.json,
+    which holds the per-run scores that results.json leaves out)."""
+    for name, b in results["benchmarks"].items():
+        n_runs = b.get("extra", {}).get("judge_runs", 1)
+        path = out / name / "scores.json"
+        if n_runs <= 1 or not path.exists():
+            continue
+        scores = json.loads(path.read_text(encoding="utf-8"))
+        table = Table("category", "mean ± std", "per run", title=f"{name}: {n_runs} judge runs")
+        for row in judge_runs_rows(scores):
+            table.add_row(*row, style="bold" if row[0] == "total" else None)
+        console.print(table)
+
+
 def _warn_missing(results: dict) -> None:
     for name, b in results["benchmarks"].items():
         if b.get("n_missing"):
             console.print(f"[yellow]{name}: {b['n_missing']} item(s) had no answer and were scored as wrong")
         if b.get("extra", {}).get("n_judge_failed"):
             n = b["extra"]["n_judge_failed"]
+            runs = b["extra"].get("judge_runs", 1)
+            where = "the scores" if runs <= 1 else f"the scores of the run(s) it failed in, of {runs}"
             console.print(
-                f"[yellow]{name}: the judge failed on {n} item(s), left out of the scores ({name}/scores.json)"
+                f"[yellow]{name}: the judge failed on {n} item(s), left out of {where} ({name}/scores.json)"
             )
 
 

@@ -20,6 +20,13 @@ moment it arrives, keyed by the endpoint/model identity, the messages, the sampl
 the attempt number. A re-run (or a run killed half-way) replays those replies and pays only for what
 is missing; the attempt number is in the key because a retry may resend identical messages and must
 not be answered by the cached malformed reply.
+
+Repeated runs: MM-Vet's official grader judges every item `num_run` times (5 in the paper) and
+reports the mean and the standard deviation of the scores across runs. Each run resends the same
+request; a task's `run` index goes into the cache key only (never to the server), so every run has
+its own cached replies and a resumed run replays exactly the runs it already paid for. Run 0's key
+is the key of a single-run task, so a single run's cache stays valid for the first of several.
+`mean_std` is the across-run statistic (numpy's population std, as the official script).
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from vitune.synth.backends import Backend, BackendError, OpenAIBackend, SynthRequest
 from vitune.synth.cache import ResponseCache, request_key
@@ -64,6 +73,7 @@ class JudgeTask:
     item_id: str
     attempts: Sequence[JudgeAttempt]
     parse: Callable[[str], Any]  # raises ValueError on a malformed reply
+    run: int = 0  # which repeated grading of the item this is (cache key only; see the module doc)
 
 
 @dataclass(slots=True)
@@ -130,7 +140,11 @@ class Judge:
         attempts = list(task.attempts)[: self.max_attempts]
         ident = self.identity()
         for k, att in enumerate(attempts):
-            key = request_key(ident, att.messages, {**att.params, "attempt": k})
+            key_params = {**att.params, "attempt": k}
+            if task.run:
+                # Left out for run 0, so caches written before repeated runs existed stay valid.
+                key_params["run"] = task.run
+            key = request_key(ident, att.messages, key_params)
             try:
                 text = await self._reply(key, att, v)
             except BackendError as e:
@@ -235,10 +249,21 @@ def make_judge(
     return Judge(backend, cache=store, max_attempts=max_attempts)
 
 
+def failure_report(verdicts: Sequence[Verdict]) -> dict[str, Any]:
+    """The failed items of one set of verdicts: `n_judge_failed`, `judge_failed_ids` (input order)
+    and the reason per id, in `judge_failures`."""
+    failed = [v for v in verdicts if not v.ok]
+    return {
+        "n_judge_failed": len(failed),
+        "judge_failed_ids": [v.item_id for v in failed],
+        "judge_failures": {v.item_id: v.error for v in failed},
+    }
+
+
 def judge_report(judge: Judge, verdicts: Sequence[Verdict]) -> dict[str, Any]:
     """What a judged score reports about its judging: who judged, how many replies were sent or
     replayed from the cache, how many re-asks malformed replies needed, and every failed item
-    (`n_judge_failed`, `judge_failed_ids`, the reason per id). Logs a warning when any failed."""
+    (`failure_report`). Logs a warning when any failed."""
     failed = [v for v in verdicts if not v.ok]
     if failed:
         log.warning(
@@ -259,10 +284,17 @@ def judge_report(judge: Judge, verdicts: Sequence[Verdict]) -> dict[str, Any]:
             "replies_cached": cached,
             "retries_malformed": sum(max(0, v.n_attempts - 1) for v in verdicts),
         },
-        "n_judge_failed": len(failed),
-        "judge_failed_ids": [v.item_id for v in failed],
-        "judge_failures": {v.item_id: v.error for v in failed},
+        **failure_report(verdicts),
     }
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and standard deviation of per-run scores, unrounded. The std is numpy's default
+    `ndarray.std()` (population, ddof=0), the one MM-Vet's official evaluator reports."""
+    if not values:
+        raise ValueError("mean_std of no values")
+    arr = np.asarray(values, dtype=np.float64)
+    return float(arr.mean()), float(arr.std())
 
 
 def require_judge(judge: Judge | None, benchmark: str) -> Judge:

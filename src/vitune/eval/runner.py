@@ -246,11 +246,15 @@ def summarize(
     """
     per = scores.get("per_category") or {}
     n_per = {**(n_per_category or {}), **(scores.get("n_per_category") or {})}
+    # Scores averaged over repeated judge runs (MM-Vet's num_run) carry their std across runs.
+    stds = scores.get("per_category_std") or {}
     cats = {}
     for cat, v in per.items():
         value = _category_value(v)
         if value is not None:
             cats[str(cat)] = {"score": value, "n": _category_n(v, n_per, cat)}
+            if isinstance(stds.get(cat), int | float):
+                cats[str(cat)]["std"] = float(stds[cat])
     scalars = {
         k: v
         for k, v in scores.items()
@@ -478,14 +482,21 @@ def _fmt(v: float | None) -> str:
     return "—" if v is None else f"{v:.2f}"
 
 
+def _fmt_std(v: float | None, std: float | None) -> str:
+    """`mean ± std` for a score averaged over repeated judge runs, else the plain score."""
+    return _fmt(v) if v is None or std is None else f"{v:.2f} ± {std:.2f}"
+
+
 def result_rows(results: Mapping[str, Any]) -> list[tuple[str, ...]]:
     """Rows of `RESULT_COLUMNS`: per benchmark the overall score, then its categories (indented)."""
     rows = []
     for name, b in results["benchmarks"].items():
         missing = b.get("n_missing", 0) or 0
-        rows.append((name, "overall", b["metric"], str(b.get("n") or ""), _fmt(b["overall"]), str(missing)))
+        overall = _fmt_std(b["overall"], (b.get("extra") or {}).get("overall_std"))
+        rows.append((name, "overall", b["metric"], str(b.get("n") or ""), overall, str(missing)))
         for cat, c in b["per_category"].items():
-            rows.append(("", f"  {cat}", "", "" if c["n"] is None else str(c["n"]), _fmt(c["score"]), ""))
+            n = "" if c["n"] is None else str(c["n"])
+            rows.append(("", f"  {cat}", "", n, _fmt_std(c["score"], c.get("std")), ""))
     return rows
 
 

@@ -19,9 +19,23 @@ malformed here (the official range check lets NaN through).
 Aggregation (`export_result`): `overall` (total) = sum of scores / items × 100; per capability, an
 item counts toward each of its capabilities; per capability combination (the exact set of an
 item's capabilities, named by joining them with "_" in sorted order, where the official script uses
-set order), sum / items × 100; each rounded to 1 decimal as officially. One grading run (the paper
-averages 5 runs of GPT-4; run `score` again with another judge seed for that).
+set order), sum / items × 100; each rounded to 1 decimal as officially.
 `missing="wrong"` gives a missing answer 0.0 without asking the judge.
+
+Repeated runs (`runs=N`, the official `--num_run`; the paper used 5): the grader is asked again
+for every item in each run (one run after the other, each with its own cache keys, see
+`eval/judge.py`). Each run is aggregated on its own; the reported total and every capability and
+combination score is the mean of the unrounded per-run scores, rounded to 1 decimal, and
+`total_std` / `per_capability_std` are numpy's population std (ddof=0) across runs, rounded the
+same way, as officially (which reports only the total's std). An item whose judging fails in a run
+is left out of that run only; `n_judge_failed_per_run` counts them per run, `runs[r]` holds run r's
+scores, counts and failures. Across runs, `n` (and `n_per_*`) counts the items scored in every run,
+`n_judge_failed` / `judge_failed_ids` the items that failed in at least one, and `item_scores` holds
+an item's mean over the runs that scored it. A run that scored no item at all is left out of the
+means, stds and `n` (its total is None), and a run without a scored item of a capability or
+combination is left out of that one's mean and std: a failure is never a score of 0. With
+N > 1 the result also has `overall_std` and `per_category_std`, the same stds under the generic
+names that result tables look for.
 """
 
 from __future__ import annotations
@@ -41,7 +55,16 @@ from vitune.eval.benchmarks.base import (
     read_json,
     register_benchmark,
 )
-from vitune.eval.judge import Judge, JudgeAttempt, JudgeTask, judge_report, require_judge
+from vitune.eval.judge import (
+    Judge,
+    JudgeAttempt,
+    JudgeTask,
+    Verdict,
+    failure_report,
+    judge_report,
+    mean_std,
+    require_judge,
+)
 
 CAPABILITIES = ("rec", "ocr", "know", "gen", "spat", "math")
 # The official schedule: first ask at 0.0; re-asks at 0.0, 0.5, 1.0, 1.5, 2.0.
@@ -94,8 +117,8 @@ def combination(caps: Iterable[str]) -> str:
     return "_".join(sorted(set(caps)))
 
 
-def aggregate(scores: Mapping[str, float], capabilities: Mapping[str, list[str]]) -> dict[str, Any]:
-    """Total, per capability and per capability combination (percent, 1 decimal) of graded items."""
+def _percentages(scores: Mapping[str, float], capabilities: Mapping[str, list[str]]) -> dict[str, Any]:
+    """Unrounded total (None without any graded item), per capability and per combination, with counts."""
     cap_sum: dict[str, float] = defaultdict(float)
     cap_n: dict[str, int] = defaultdict(int)
     combo_sum: dict[str, float] = defaultdict(float)
@@ -113,11 +136,54 @@ def aggregate(scores: Mapping[str, float], capabilities: Mapping[str, list[str]]
     caps_order = sorted(cap_n, key=lambda c: (-cap_n[c], c))
     combos_order = sorted(combo_n, key=lambda c: (-combo_n[c], c))
     return {
-        "total": round(sum(scores.values()) / n * 100, 1) if n else 0.0,
-        "per_capability": {c: round(cap_sum[c] / cap_n[c] * 100, 1) for c in caps_order},
+        "total": sum(scores.values()) / n * 100 if n else None,
+        "per_capability": {c: cap_sum[c] / cap_n[c] * 100 for c in caps_order},
         "n_per_capability": {c: cap_n[c] for c in caps_order},
-        "per_combination": {c: round(combo_sum[c] / combo_n[c] * 100, 1) for c in combos_order},
+        "per_combination": {c: combo_sum[c] / combo_n[c] * 100 for c in combos_order},
         "n_per_combination": {c: combo_n[c] for c in combos_order},
+    }
+
+
+def _rounded(values: Mapping[str, float]) -> dict[str, float]:
+    return {k: round(v, 1) for k, v in values.items()}
+
+
+def aggregate(scores: Mapping[str, float], capabilities: Mapping[str, list[str]]) -> dict[str, Any]:
+    """Total, per capability and per capability combination (percent, 1 decimal) of graded items."""
+    raw = _percentages(scores, capabilities)
+    return {
+        "total": round(raw["total"], 1) if raw["total"] is not None else 0.0,
+        "per_capability": _rounded(raw["per_capability"]),
+        "n_per_capability": raw["n_per_capability"],
+        "per_combination": _rounded(raw["per_combination"]),
+        "n_per_combination": raw["n_per_combination"],
+    }
+
+
+def _across_runs(per_run: list[dict[str, float]]) -> tuple[dict[str, float], dict[str, float]]:
+    """Rounded mean and std per key over the runs that have it; keys ordered by how many runs do."""
+    counts: dict[str, int] = defaultdict(int)
+    for run in per_run:
+        for k in run:
+            counts[k] += 1
+    mean, std = {}, {}
+    for k in sorted(counts, key=lambda k: -counts[k]):  # stable: the first run's order among ties
+        m, s = mean_std([run[k] for run in per_run if k in run])
+        mean[k], std[k] = round(m, 1), round(s, 1)
+    return mean, std
+
+
+def _merge_failures(runs: list[dict[str, Any]], order: list[str]) -> dict[str, Any]:
+    """Items failed in at least one run (in item order), each with the reason of every failed run."""
+    reasons: dict[str, list[str]] = defaultdict(list)
+    for r, run in enumerate(runs):
+        for item_id, why in run["judge_failures"].items():
+            reasons[item_id].append(f"run {r}: {why}")
+    ids = [i for i in order if i in reasons]
+    return {
+        "n_judge_failed": len(ids),
+        "judge_failed_ids": ids,
+        "judge_failures": {i: "; ".join(reasons[i]) for i in ids},
     }
 
 
@@ -127,9 +193,21 @@ class MMVet(Benchmark):
     metric = "gpt_score"
     needs_judge: ClassVar[bool] = True
 
-    def __init__(self, *, max_tokens: int = 3, retry_temperatures: Iterable[float] = RETRY_TEMPERATURES):
+    # `vitune eval --judge-runs N` reaches the benchmarks that declare this (as the `runs` option).
+    supports_judge_runs: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        *,
+        max_tokens: int = 3,
+        retry_temperatures: Iterable[float] = RETRY_TEMPERATURES,
+        runs: int = 1,
+    ):
+        if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
+            raise ValueError(f"mm_vet: runs must be a whole number >= 1, got {runs!r}")
         self.max_tokens = max_tokens
         self.retry_temperatures = tuple(retry_temperatures)
+        self.runs = runs
 
     def load(self, path: str | os.PathLike) -> list[BenchItem]:
         p = Path(path)
@@ -153,7 +231,7 @@ class MMVet(Benchmark):
             )
         return items
 
-    def judge_task(self, item: BenchItem, prediction: str) -> JudgeTask:
+    def judge_task(self, item: BenchItem, prediction: str, run: int = 0) -> JudgeTask:
         row = grader_row(item.meta.get("raw_question", item.question), item.answers[0], prediction)
         base = GRADER_PROMPT + "\n" + row
         attempts = [JudgeAttempt([{"role": "user", "content": base}], self._params(0.0))]
@@ -161,7 +239,7 @@ class MMVet(Benchmark):
             JudgeAttempt([{"role": "user", "content": base + RETRY_SUFFIX}], self._params(t))
             for t in self.retry_temperatures
         ]
-        return JudgeTask(item.item_id, attempts, parse_grade)
+        return JudgeTask(item.item_id, attempts, parse_grade, run=run)
 
     def _params(self, temperature: float) -> dict[str, Any]:
         return {"temperature": temperature, "max_tokens": self.max_tokens}
@@ -178,22 +256,87 @@ class MMVet(Benchmark):
         pairs, n_missing = pair_predictions(preds, items, missing)
         capabilities = {it.item_id: list(it.meta["capabilities"]) for it, _ in pairs}
         asked = [(it, p) for it, p in pairs if p is not None]
-        verdicts = judge.run([self.judge_task(it, p) for it, p in asked])
-        by_id = {v.item_id: v for v in verdicts}
-        # Summed in item order, as the official script sums its grade file (float sums depend on order).
-        scores: dict[str, float] = {}
-        for it, p in pairs:
-            if p is None:
-                scores[it.item_id] = 0.0
-            elif by_id[it.item_id].ok:
-                scores[it.item_id] = by_id[it.item_id].value
-        agg = aggregate(scores, capabilities)
+        runs: list[dict[str, Any]] = []
+        raw_runs: list[dict[str, Any]] = []
+        verdicts: list[Verdict] = []
+        for r in range(self.runs):
+            # One run after the other, as the official script: a run killed half-way leaves the
+            # earlier runs whole in the cache, and run r's requests never race run r+1's.
+            run_verdicts = judge.run([self.judge_task(it, p, run=r) for it, p in asked])
+            verdicts += run_verdicts
+            by_id = {v.item_id: v for v in run_verdicts}
+            # Summed in item order, as the official script sums its grade file (float sums depend on order).
+            scores: dict[str, float] = {}
+            for it, p in pairs:
+                if p is None:
+                    scores[it.item_id] = 0.0
+                elif by_id[it.item_id].ok:
+                    scores[it.item_id] = by_id[it.item_id].value
+            raw_runs.append(_percentages(scores, capabilities))
+            run = {"run": r, **aggregate(scores, capabilities), "n": len(scores)}
+            if not scores:
+                run["total"] = None  # nothing scored in this run: no total, not a 0.0 that reads as one
+            runs.append({**run, **failure_report(run_verdicts), "item_scores": scores})
+        report = judge_report(judge, verdicts)  # replies of every run; failures are set below
+        per_run_failed = [run["n_judge_failed"] for run in runs]
+        if self.runs == 1:
+            agg = {k: runs[0][k] for k in ("per_capability", "n_per_capability")}
+            agg |= {k: runs[0][k] for k in ("per_combination", "n_per_combination")}
+            # 0.0 with n == 0 when nothing was scored, as single runs always reported it.
+            agg = {"total": runs[0]["total"] if runs[0]["total"] is not None else 0.0, **agg}
+            failures = failure_report(verdicts)
+            extra: dict[str, Any] = {}
+            n, item_scores = runs[0]["n"], runs[0]["item_scores"]
+        else:
+            agg, extra, n, item_scores = self._combine(runs, raw_runs, capabilities)
+            failures = _merge_failures(runs, list(capabilities))
         return self.result(
             overall=agg["total"],
             per_category=agg["per_capability"],
             **agg,
-            n=len(scores),
+            n=n,
             n_missing=n_missing,
-            **judge_report(judge, verdicts),
-            item_scores=scores,
+            # The runner reads per-category counts from here (MM-Vet's items are not one category each).
+            n_per_category=agg["n_per_capability"],
+            **extra,
+            judge_runs=self.runs,
+            total_per_run=[run["total"] for run in runs],
+            n_judge_failed_per_run=per_run_failed,
+            **{**report, **failures},
+            item_scores=item_scores,
+            runs=runs,
         )
+
+    @staticmethod
+    def _combine(
+        runs: list[dict[str, Any]], raw_runs: list[dict[str, Any]], capabilities: Mapping[str, list[str]]
+    ) -> tuple[dict[str, Any], dict[str, Any], int, dict[str, float]]:
+        """Means and stds across runs; counts and item scores over the items every run scored."""
+        totals = [raw["total"] for raw in raw_runs if raw["total"] is not None]
+        # No run scored anything: 0.0 as a single run reports it (n == 0 says why).
+        total, total_std = mean_std(totals) if totals else (0.0, 0.0)
+        per_cap, per_cap_std = _across_runs([raw["per_capability"] for raw in raw_runs])
+        per_combo, _ = _across_runs([raw["per_combination"] for raw in raw_runs])
+        # A run that scored nothing is out of the mean, so it does not empty the counts either.
+        scored = [run for run in runs if run["n"]]
+        in_every = [i for i in capabilities if all(i in run["item_scores"] for run in scored)]
+        counts = _percentages({i: 0.0 for i in in_every}, capabilities)
+        agg = {
+            "total": round(total, 1),
+            "per_capability": per_cap,
+            "n_per_capability": {c: counts["n_per_capability"].get(c, 0) for c in per_cap},
+            "per_combination": per_combo,
+            "n_per_combination": {c: counts["n_per_combination"].get(c, 0) for c in per_combo},
+        }
+        std = {
+            "total_std": round(total_std, 1),
+            "overall_std": round(total_std, 1),
+            "per_capability_std": per_cap_std,
+            "per_category_std": per_cap_std,
+        }
+        item_scores = {}
+        for i in capabilities:
+            got = [run["item_scores"][i] for run in runs if i in run["item_scores"]]
+            if got:
+                item_scores[i] = sum(got) / len(got)
+        return agg, std, len(in_every), item_scores
