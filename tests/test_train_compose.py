@@ -173,7 +173,7 @@ def test_tokenizer_processor_and_token_counts(parts):
     assert out.image_hidden_states.shape == (16, 64)
     # Non-square images are padded with the mean colour like LLaVA-1.5, not cropped.
     assert c.processor.image_processor.do_pad
-    assert c.info["segment_tokenization_consistent"] is True
+    assert c.info["prompt_tokenization_consistent"] is True
     enc = LabelEncoder(tok, c.image_seq_length, "vicuna_v1", max_length=256)
     e = enc.encode(
         Instance("a", "0.png", "vqa", [Turn("user", "What color is it?"), Turn("assistant", "red")])

@@ -181,5 +181,5 @@ def test_collate_right_pads_and_keeps_image_order(tok):
         ([("user", "Ünïcode — 42 + 7 = 49?")], False),
     ],
 )
-def test_segment_tokenization_matches_joined_prompt(tok, turns, has_image):
+def test_prompt_ids_are_a_prefix_of_the_training_ids(tok, turns, has_image):
     assert prompt_is_consistent(tok, "vicuna_v1", turns, has_image)

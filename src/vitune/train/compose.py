@@ -9,7 +9,10 @@ Llava skeleton, not copied, so their weights are exactly the checkpoint's. The L
 is built whose `<image>` expansion equals the number of features the model produces.
 
 `load_llava` opens an existing LLaVA checkpoint directory (model + processor) instead. Both return
-a `Composed` (model, processor, tokenizer) ready for `train.labels.LabelEncoder`.
+a `Composed` (model, processor, tokenizer) ready for `train.labels.LabelEncoder`. Tokenizers without
+a BOS (Qwen2) are fine: training ids start with whatever the tokenizer itself adds. With the
+`chatml` chat template the generation config also stops on `<|im_end|>`, the token replies are
+trained to end with, whatever the tokenizer's eos is.
 
 `from_pretrained_parts` / `from_llava_checkpoint` are the same with the recipe's field names,
 returning `(model, processor)`.
@@ -45,15 +48,12 @@ from transformers.utils import logging as hf_logging
 
 from vitune.data.images import CLIP_MEAN, CLIP_STD
 from vitune.data.instance import IMAGE_TOKEN
-from vitune.train.templates import VICUNA_V1_CHAT_TEMPLATE
+from vitune.train.templates import CHAT_TEMPLATES, chat_template_name, turn_terminator
 
 log = logging.getLogger(__name__)
 
 ProjectorType = Literal["mlp2x_gelu", "linear"]
 SelectStrategy = Literal["default", "full"]
-
-# Chat templates we can save as Jinja so plain transformers / vLLM render what training saw.
-CHAT_TEMPLATES = {"vicuna_v1": VICUNA_V1_CHAT_TEMPLATE}
 
 
 @dataclass
@@ -159,9 +159,27 @@ def prepare_tokenizer(tokenizer: Any, chat_template: str | None = "vicuna_v1") -
         tokenizer.chat_template = CHAT_TEMPLATES.get(chat_template, chat_template)
     if tokenizer.eos_token is None:
         raise ValueError("the LLM tokenizer has no eos token; assistant replies could not be terminated")
-    if tokenizer.bos_token is None:
-        log.warning("the LLM tokenizer has no bos token; vitune's LabelEncoder starts every sample with one")
     return added
+
+
+def add_stop_token(generation_config: Any, tokenizer: Any) -> int | None:
+    """Make generation stop on the chat template's turn terminator; returns its id if added.
+
+    chatml replies end with `<|im_end|>`, which is not the eos of every chatml tokenizer (Qwen2.5
+    base models end documents with `<|endoftext|>`); without this, generation would run past the
+    end of the reply it was trained to close.
+    """
+    name = chat_template_name(tokenizer.chat_template)
+    end = turn_terminator(name, tokenizer.eos_token) if name is not None else None
+    ids = tokenizer.encode(end, add_special_tokens=False) if end is not None else []
+    if len(ids) != 1:
+        return None
+    eos = generation_config.eos_token_id
+    eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+    if ids[0] in eos:
+        return None
+    generation_config.eos_token_id = [*eos, ids[0]] if eos else ids[0]
+    return ids[0]
 
 
 def resize_embeddings(llm: PreTrainedModel, n_tokens: int) -> int:
@@ -467,13 +485,14 @@ def compose_llava(
         gen.eos_token_id = tokenizer.eos_token_id
     if gen.bos_token_id is None:
         gen.bos_token_id = tokenizer.bos_token_id
+    info["stop_token_added"] = add_stop_token(gen, tokenizer)
     model.generation_config = gen
     model.eval()
 
     image_processor = build_image_processor(vision_tower, size, pad_to_square, local_files_only)
     processor = make_processor(tokenizer, image_processor, model)
     info["image_seq_length"] = check_image_tokens(model, processor)
-    info["segment_tokenization_consistent"] = _segments_consistent(tokenizer)
+    info["prompt_tokenization_consistent"] = _prompt_consistent(tokenizer)
     log.info(
         "composed LLaVA: %s + %s, %s projector, %d image tokens, added %s",
         vision_tower,
@@ -485,17 +504,18 @@ def compose_llava(
     return Composed(model, processor, tokenizer, info)
 
 
-def _segments_consistent(tokenizer: Any) -> bool | None:
-    """Does segment-wise tokenization (how `LabelEncoder` builds labels) equal whole-prompt
-    tokenization for this tokenizer? SentencePiece tokenizers that prepend a space often do not;
-    training would then see token sequences that inference never produces."""
-    if tokenizer.chat_template != VICUNA_V1_CHAT_TEMPLATE or tokenizer.bos_token is None:
+def _prompt_consistent(tokenizer: Any) -> bool | None:
+    """Are the ids of a tokenized generation prompt a prefix of the ids `LabelEncoder` trains on
+    (the whole conversation tokenized at once)? None when the chat template is not one of ours."""
+    name = chat_template_name(tokenizer.chat_template)
+    if name is None:
         return None
     from vitune.train.labels import prompt_is_consistent
 
-    ok = prompt_is_consistent(tokenizer, "vicuna_v1", [("user", "What is in the image?")], True)
+    turns = [("user", "What is in the image?"), ("assistant", "A red circle."), ("user", "And the square?")]
+    ok = prompt_is_consistent(tokenizer, name, turns, True)
     if not ok:
-        log.warning("segment-wise tokenization differs from whole-prompt tokenization for this tokenizer")
+        log.warning("the %s generation prompt tokenizes differently from the same text in training", name)
     return ok
 
 
@@ -532,9 +552,10 @@ def load_llava(
         processor.chat_template = tokenizer.chat_template
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
+    info["stop_token_added"] = add_stop_token(model.generation_config, tokenizer)
     model.eval()
     info["image_seq_length"] = check_image_tokens(model, processor)
-    info["segment_tokenization_consistent"] = _segments_consistent(tokenizer)
+    info["prompt_tokenization_consistent"] = _prompt_consistent(tokenizer)
     return Composed(model, processor, tokenizer, info)
 
 

@@ -1,9 +1,30 @@
 """Instance -> (input_ids, labels, pixel_values) with exact labels, and the training collate.
 
-Each template segment is tokenized on its own (no special tokens), the pieces are concatenated
-after a BOS, and `<image>` is expanded into `image_seq_length` image-token ids. Labels are the ids of
-supervised segments (assistant replies and their `</s>`) and -100 everywhere else, so they are right
-by construction; LLaVA's "tokenization mismatch" (whole samples silently masked) cannot happen.
+The template renders a conversation as labelled segments (`templates.py`); their joined text is
+tokenized *whole*, exactly as the processor tokenizes a rendered chat at inference (special tokens
+included: BOS for Llama-family tokenizers, nothing for Qwen2, whose tokenizer has no BOS). Each
+token is labelled by the segment its characters come from (the tokenizer's offsets): assistant
+replies and their turn terminator (`</s>` for vicuna_v1, `<|im_end|>` for chatml) are supervised,
+everything else is -100. `<image>` is then expanded into `image_seq_length` image-token ids.
+
+Why whole-text tokenization rather than tokenizing each segment and concatenating: SentencePiece
+(Llama, Vicuna) tokenizers prepend `▁` to every piece of text they are given, so a segment tokenized
+on its own starts with a token the joined text does not have (" red" alone gives `▁ ▁red`, in
+context `▁red`; "USER:" after `</s>` gives `▁USER:` alone and, with a non-legacy tokenizer, `USER:`
+in context). Training on those ids would teach sequences that inference never produces. With
+offsets the ids are inference's ids by construction, and the labels are still exact: no
+re-tokenization and per-round length arithmetic, so LLaVA's "tokenization mismatch" (whole samples
+silently masked) cannot happen. A token whose characters span two segments cannot be labelled
+exactly; that sample is rejected with a reason (the templates put boundaries before spaces and at
+special tokens, where the usual tokenizers never merge, so this is a safeguard).
+
+Where training and inference can still differ: inference tokenizes the prompt alone, training the
+prompt followed by the reply. They agree when the prompt's ids are a prefix of the conversation's
+ids (`prompt_is_consistent` checks that, and `compose` records it per tokenizer); a tokenizer whose
+pre-tokenizer joins the prompt's last characters with the reply's first would break it (e.g. a reply
+starting with a newline after chatml's `assistant\n`, which Qwen2's regex merges into one `\n\n`
+token; that token spans two segments and the sample is rejected). Tokens a post-processor appends at
+the end (an eos added by `add_eos_token`) are dropped: replies end with their own terminator.
 
 Truncation drops whole (user, assistant) pairs from the end, so it never cuts a reply or the image
 tokens; a sample whose first pair does not fit is rejected with a reason for the caller's ledger.
@@ -11,6 +32,8 @@ tokens; a sample whose first pair does not fit is rejected with a reason for the
 
 from __future__ import annotations
 
+import bisect
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,8 +46,10 @@ from transformers import PreTrainedTokenizerFast
 
 from vitune.data.images import expand2square, load_rgb, pad_color
 from vitune.data.instance import IMAGE_TOKEN, Instance
-from vitune.train.templates import generation_prompt, render_segments
+from vitune.train.templates import Segment, generation_prompt, render_segments, turn_terminator
 from vitune.train.tokenizer import image_token_id
+
+log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
 
@@ -50,8 +75,28 @@ class Rejected:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class _Tokens:
+    """One whole-text tokenization: unexpanded ids, each token's segment (-1: a special token the
+    tokenizer adds in front, e.g. BOS) and the character offset where each token ends."""
+
+    ids: list[int]
+    seg: list[int]
+    end: list[int]
+
+
+class _Straddle(ValueError):
+    def __init__(self, token: str, text: str) -> None:
+        super().__init__(f"token {token!r} spans two label segments in {text!r}")
+        self.detail = {"token": token, "context": text}
+
+
+def _turns(pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [(r, t) for u, a in pairs for r, t in (("user", u), ("assistant", a))]
+
+
 class LabelEncoder:
-    """Encodes instances with one template and tokenizer; caches per-segment tokenizations."""
+    """Encodes instances with one template and tokenizer (a fast one: labels come from offsets)."""
 
     def __init__(
         self,
@@ -60,36 +105,79 @@ class LabelEncoder:
         template: str = "vicuna_v1",
         max_length: int = 512,
     ) -> None:
+        if not getattr(tokenizer, "is_fast", False):
+            raise TypeError("LabelEncoder needs a fast (Rust) tokenizer: labels are assigned by offsets")
         self.tok = tokenizer
         self.template = template
         self.image_seq_length = image_seq_length
         self.max_length = max_length
         self.image_id = image_token_id(tokenizer)
-        self.bos = tokenizer.bos_token_id
         self.eos = tokenizer.eos_token
-        self._cache: dict[str, list[int]] = {}
+        # Fails early for vicuna_v1 without an eos (a reply would end with the text "None").
+        end = turn_terminator(template, self.eos)
+        if end is not None and len(tokenizer.encode(end, add_special_tokens=False)) != 1:
+            log.warning(
+                "%s ends replies with %r, which this tokenizer splits into several tokens; "
+                "generation cannot stop on it as one token",
+                template,
+                end,
+            )
 
-    def _ids(self, text: str) -> list[int]:
-        ids = self._cache.get(text)
-        if ids is None:
-            ids = self.tok.encode(text, add_special_tokens=False)
-            if len(self._cache) < 200_000:  # system prompts and role tags repeat in every sample
-                self._cache[text] = ids
-        return ids
+    def _tokenize(self, segs: list[Segment]) -> _Tokens:
+        text = "".join(s.text for s in segs)
+        starts, pos = [], 0
+        for s in segs:
+            starts.append(pos)
+            pos += len(s.text)
+        enc = self.tok(text, add_special_tokens=True, return_offsets_mapping=True)
+        seq_ids = enc.sequence_ids()
+        out = _Tokens([], [], [])
+        seen_text = False
+        for tid, (a, b), sid in zip(enc["input_ids"], enc["offset_mapping"], seq_ids, strict=True):
+            if sid is None:
+                if seen_text:
+                    continue  # appended by the post-processor (add_eos_token): replies end themselves
+                out.ids.append(tid)
+                out.seg.append(-1)
+                out.end.append(0)
+                continue
+            seen_text = True
+            # The last segment starting at or before `a` (empty segments hold no characters).
+            j = bisect.bisect_right(starts, a) - 1
+            if b > a and bisect.bisect_right(starts, b - 1) - 1 != j:
+                raise _Straddle(self.tok.convert_ids_to_tokens(tid), text[max(0, a - 20) : b + 20])
+            out.ids.append(tid)
+            out.seg.append(j)
+            out.end.append(b)
+        return out
 
-    def _build(self, pairs: list[tuple[str, str]], has_image: bool) -> tuple[list[int], list[int]]:
-        turns = [(r, t) for u, a in pairs for r, t in (("user", u), ("assistant", a))]
-        ids, labels = [self.bos], [IGNORE_INDEX]
-        for seg in render_segments(self.template, turns, has_image, self.eos):
-            for i in self._ids(seg.text):
-                if i == self.image_id:
-                    # One placeholder per image feature; never supervised.
-                    ids.extend([i] * self.image_seq_length)
-                    labels.extend([IGNORE_INDEX] * self.image_seq_length)
-                else:
-                    ids.append(i)
-                    labels.append(i if seg.supervised else IGNORE_INDEX)
+    def _expand(self, toks: _Tokens, segs: list[Segment]) -> tuple[list[int], list[int]]:
+        ids: list[int] = []
+        labels: list[int] = []
+        for tid, j in zip(toks.ids, toks.seg, strict=True):
+            if tid == self.image_id:
+                # One placeholder per image feature; never supervised.
+                ids.extend([tid] * self.image_seq_length)
+                labels.extend([IGNORE_INDEX] * self.image_seq_length)
+            else:
+                ids.append(tid)
+                labels.append(tid if j >= 0 and segs[j].supervised else IGNORE_INDEX)
         return ids, labels
+
+    def _length(self, toks: _Tokens, cut: int | None = None) -> int:
+        """Expanded length of the tokens ending at or before character `cut` (None: all)."""
+        n_img = self.image_seq_length
+        return sum(
+            n_img if t == self.image_id else 1
+            for t, e in zip(toks.ids, toks.end, strict=True)
+            if cut is None or e <= cut
+        )
+
+    def encode_turns(self, turns: list[tuple[str, str]], has_image: bool) -> tuple[list[int], list[int]]:
+        """(input_ids, labels) of whole turns, no truncation; raises ValueError for a token that
+        spans two label segments."""
+        segs = render_segments(self.template, turns, has_image, self.eos)
+        return self._expand(self._tokenize(segs), segs)
 
     def encode(self, inst: Instance) -> Encoded | Rejected:
         pairs = inst.pairs()
@@ -99,12 +187,12 @@ class LabelEncoder:
         if any(IMAGE_TOKEN in t for p in pairs for t in p):
             # A stray placeholder would add image tokens with no features ("do not match" error).
             return Rejected(inst.id, f"{IMAGE_TOKEN} inside turn text")
-        # Longest prefix of whole pairs that fits; the first pair must fit or the sample is rejected.
-        for k in range(len(pairs), 0, -1):
-            ids, labels = self._build(pairs[:k], has_image)
-            if len(ids) <= self.max_length:
-                break
-        else:
+        try:
+            k, segs, toks = self._fit(pairs, has_image)
+        except _Straddle as e:
+            return Rejected(inst.id, "token spans a label boundary", e.detail)
+        ids, labels = self._expand(toks, segs)
+        if k == 0:
             return Rejected(
                 inst.id,
                 "first turn pair longer than max_length",
@@ -117,27 +205,60 @@ class LabelEncoder:
             return Rejected(inst.id, "nothing supervised")
         return Encoded(inst.id, ids, labels, inst.image, k, len(pairs))
 
-
-def prompt_ids_by_segments(
-    tokenizer: PreTrainedTokenizerFast, template: str, turns: list[tuple[str, str]], has_image: bool
-) -> list[int]:
-    """BOS + per-segment tokenization of a generation prompt (the training-side view)."""
-    ids = [tokenizer.bos_token_id]
-    for seg in render_segments(template, turns, has_image, tokenizer.eos_token):
-        ids.extend(tokenizer.encode(seg.text, add_special_tokens=False))
-    return ids
+    def _fit(self, pairs: list[tuple[str, str]], has_image: bool) -> tuple[int, list[Segment], _Tokens]:
+        """The longest prefix of whole pairs that fits max_length: (pairs kept, its segments, its
+        tokens). 0 pairs kept means not even the first fits; the first pair's encoding comes back."""
+        segs = render_segments(self.template, _turns(pairs), has_image, self.eos)
+        toks = self._tokenize(segs)
+        if self._length(toks) <= self.max_length:
+            return len(pairs), segs, toks
+        # Guess the largest fitting prefix from the full tokenization (each prefix's text is a prefix
+        # of the full text), then tokenize that prefix on its own: its ids are exactly what a sample
+        # with only those pairs gets.
+        k = len(pairs) - 1
+        while k > 1:
+            text = "".join(
+                s.text for s in render_segments(self.template, _turns(pairs[:k]), has_image, self.eos)
+            )
+            if self._length(toks, len(text)) <= self.max_length:
+                break
+            k -= 1
+        while k >= 1:
+            segs = render_segments(self.template, _turns(pairs[:k]), has_image, self.eos)
+            toks = self._tokenize(segs)
+            if self._length(toks) <= self.max_length:
+                return k, segs, toks
+            k -= 1
+        return 0, segs, toks
 
 
 def prompt_is_consistent(
-    tokenizer: PreTrainedTokenizerFast, template: str, turns: list[tuple[str, str]], has_image: bool
+    tokenizer: PreTrainedTokenizerFast,
+    template: str,
+    turns: list[tuple[str, str]],
+    has_image: bool,
+    reply: str = "It is red.",
 ) -> bool:
-    """Does the training-side tokenization of the prompt equal `tokenizer(generation_prompt)`?
+    """Does inference see the ids training saw?
 
-    At inference the processor tokenizes the joined prompt text in one go; if that differed from the
-    segment-wise ids the model would see token sequences it was never trained on.
+    At inference the processor tokenizes `generation_prompt(turns)` on its own; training tokenizes
+    the whole conversation including the reply. They agree when the prompt's ids (special tokens
+    included) are exactly the conversation's ids before the final reply's first supervised token.
     """
-    joined = generation_prompt(template, turns, has_image, tokenizer.eos_token)
-    return prompt_ids_by_segments(tokenizer, template, turns, has_image) == tokenizer.encode(joined)
+    eos = tokenizer.eos_token
+    prompt = tokenizer.encode(generation_prompt(template, turns, has_image, eos))
+    try:
+        # One image id per <image> (no expansion), as in the tokenized prompt text.
+        ids, labels = LabelEncoder(tokenizer, 1, template).encode_turns(
+            [*turns, ("assistant", reply)], has_image
+        )
+    except ValueError:
+        return False
+    n = len(prompt)
+    # The final reply's supervised run must start right where the prompt ends.
+    return (
+        ids[:n] == prompt and n < len(labels) and labels[n] != IGNORE_INDEX and labels[n - 1] == IGNORE_INDEX
+    )
 
 
 class ImageCache:

@@ -1,9 +1,10 @@
 """Conversation templates (LLaVA `vicuna_v1`, `plain`, `chatml`) rendered as labelled segments.
 
-A template turns an instance's turns into a list of `Segment(text, supervised)`. Tokenizing each
-segment separately and concatenating gives input ids whose labels are exact by construction (no
-re-tokenization, so no "tokenization mismatch" and no silently masked samples). Segment boundaries
-sit before a space so that the concatenation tokenizes like the joined string with a byte-level BPE.
+A template turns an instance's turns into a list of `Segment(text, supervised)`. The joined text is
+what inference renders (the Jinja chat templates below render the same string); `LabelEncoder`
+tokenizes it whole and labels each token by the segment its characters come from, so labels are
+exact and the ids are the ones inference produces. Segment boundaries sit before a space or at a
+special token, where no tokenizer merges across (a token that would is reported, not guessed at).
 
 `vicuna_v1` (REFERENCE.md §4)::
 
@@ -11,6 +12,15 @@ sit before a space so that the concatenation tokenizes like the joined string wi
 
 Supervised: each assistant reply and its `</s>`; everything else (system, user turns, the
 `ASSISTANT:` tag) is masked. `plain`: `<image>` + caption + `\\n`, only the image is masked.
+
+`chatml` (Qwen2 / Qwen2.5, LLaVA-NeXT's `qwen` conversation)::
+
+    <|im_start|>system\\nSYSTEM<|im_end|>\\n<|im_start|>user\\n<image>\\nQ1<|im_end|>\\n
+    <|im_start|>assistant\\nA1<|im_end|>\\n<|im_start|>user\\nQ2<|im_end|>\\n<|im_start|>assistant\\nA2<|im_end|>\\n
+
+Supervised: each reply and its `<|im_end|>` (the turn terminator, whatever the tokenizer's eos is:
+Qwen2.5 base models say `<|endoftext|>`); role headers and the newline after `<|im_end|>` are masked.
+`turn_terminator` names the token generation must stop on.
 """
 
 from __future__ import annotations
@@ -24,6 +34,11 @@ VICUNA_SYSTEM = (
     "A chat between a curious user and an artificial intelligence assistant. "
     "The assistant gives helpful, detailed, and polite answers to the user's questions."
 )
+
+
+# chatml's turn delimiters (special tokens in Qwen2 tokenizers) and LLaVA-NeXT's Qwen system prompt.
+IM_START, IM_END = "<|im_start|>", "<|im_end|>"
+CHATML_SYSTEM = "You are a helpful assistant."
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,17 +71,14 @@ def plain(turns: list[tuple[str, str]], has_image: bool, eos: str) -> list[Segme
 
 
 def chatml(turns: list[tuple[str, str]], has_image: bool, eos: str) -> list[Segment]:
-    segs = [Segment("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n", False)]
+    # `eos` is not used: a chatml turn ends with <|im_end|> whatever the tokenizer calls its eos.
+    segs = [Segment(f"{IM_START}system\n{CHATML_SYSTEM}{IM_END}\n", False)]
     for i, (role, text) in enumerate(turns):
         if role == "user":
-            segs.append(
-                Segment(
-                    f"<|im_start|>user\n{_user_text(text, i == 0, has_image)}<|im_end|>\n<|im_start|>assistant\n",
-                    False,
-                )
-            )
+            user = _user_text(text, i == 0, has_image)
+            segs.append(Segment(f"{IM_START}user\n{user}{IM_END}\n{IM_START}assistant\n", False))
         else:
-            segs.append(Segment(f"{text}<|im_end|>", True))
+            segs.append(Segment(f"{text}{IM_END}", True))
             segs.append(Segment("\n", False))
     return segs
 
@@ -87,6 +99,23 @@ def render_segments(
     except KeyError:
         raise ValueError(f"unknown template {template!r}; known: {sorted(TEMPLATES)}") from None
     return fn(turns, has_image, eos)
+
+
+def turn_terminator(template: str, eos: str | None) -> str | None:
+    """The text that closes a supervised reply, i.e. what generation has to stop on.
+
+    `vicuna_v1` ends replies with the tokenizer's eos (so it needs one), `chatml` with `<|im_end|>`;
+    `plain` (captions for projector pretraining) has no terminator token.
+    """
+    if template not in TEMPLATES:
+        raise ValueError(f"unknown template {template!r}; known: {sorted(TEMPLATES)}")
+    if template == "chatml":
+        return IM_END
+    if template == "vicuna_v1":
+        if eos is None:
+            raise ValueError("template vicuna_v1 ends replies with the eos token, but the tokenizer has none")
+        return eos
+    return None
 
 
 def generation_prompt(template: str, turns: list[tuple[str, str]], has_image: bool, eos: str = "</s>") -> str:
@@ -116,3 +145,35 @@ VICUNA_V1_CHAT_TEMPLATE = (
     "{% endif %}"
     "{% endfor %}"
 )
+
+
+# Jinja chat template equivalent to `chatml`, in the standard chatml layout (the assistant header
+# comes from `add_generation_prompt`), so the generation prompt is `chatml`'s rendering exactly.
+# Images are rendered as `<image>\n` in user turns, as training places them. A leading string system
+# message replaces the default system prompt (training always used the default).
+CHATML_CHAT_TEMPLATE = (
+    "{% if messages and messages[0]['role'] == 'system' and messages[0]['content'] is string %}"
+    "{{ '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
+    "{% else %}{{ '<|im_start|>system\\n" + CHATML_SYSTEM + "<|im_end|>\\n' }}{% endif %}"
+    "{% for message in messages %}"
+    "{% if message['role'] == 'user' or message['role'] == 'assistant' %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' and message['role'] == 'user' %}{{ '<image>\\n' }}"
+    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}"
+    "{{ '<|im_end|>\\n' }}"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+# Chat templates saved as Jinja with the processor, so plain transformers / vLLM render what training saw.
+CHAT_TEMPLATES = {"vicuna_v1": VICUNA_V1_CHAT_TEMPLATE, "chatml": CHATML_CHAT_TEMPLATE}
+
+
+def chat_template_name(chat_template: str | None) -> str | None:
+    """Which template a Jinja chat template is (None: not one of ours)."""
+    return next((k for k, v in CHAT_TEMPLATES.items() if v == chat_template), None)

@@ -5,7 +5,8 @@ characters, ever) with the LLaVA special tokens. `<image>` is a single special t
 processor can expand it into `image_seq_length` placeholders and the model can find them.
 
 Encoding with special tokens prepends BOS (via the post-processor saved inside `tokenizer.json`), so
-`processor(text=prompt, ...)` at inference time starts exactly like the training ids (BOS + segments).
+`processor(text=prompt, ...)` at inference time starts exactly like the training ids (`labels.py` tokenizes
+the rendered conversation whole, with the same special tokens).
 """
 
 from __future__ import annotations
