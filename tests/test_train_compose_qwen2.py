@@ -133,3 +133,13 @@ def test_qwen2_compose_train_export_reload_generate(tmp_path):
         # The reply, then <|im_end|>, and generation stopped there.
         assert new == [tok.convert_tokens_to_ids(name), im_end]
         assert proc.decode(new, skip_special_tokens=True) == name
+
+    # vitune's own evaluation recognizes the checkpoint's template (no --template to get wrong):
+    # the runner and the Generator prompt in chatml and answer what plain transformers answers.
+    from vitune.eval.generate import Generator
+    from vitune.train.templates import saved_template
+
+    assert saved_template(out) == "chatml" and saved_template(tmp_path / "qwen2") == "vicuna_v1"
+    g = Generator.from_dir(out, max_new_tokens=8)
+    assert g.template == "chatml"
+    assert g.prompt(QUESTION, True) == prompt

@@ -29,7 +29,7 @@ from transformers import LlavaForConditionalGeneration
 
 from vitune.data.images import expand2square, load_rgb, pad_color
 from vitune.train.export import load_pretrained
-from vitune.train.templates import generation_prompt
+from vitune.train.templates import chat_template_name, generation_prompt
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,16 +64,19 @@ class Generator:
         model: LlavaForConditionalGeneration,
         processor,
         *,
-        template: str = "vicuna_v1",
+        template: str | None = None,
         max_new_tokens: int = 32,
         batch_size: int = 8,
     ) -> None:
+        """`template=None` takes the template the processor's chat template names (vicuna_v1 if none)."""
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         self.model = model
         self.processor = processor
         self.tokenizer = processor.tokenizer
-        self.template = template
+        self.template = (
+            template or chat_template_name(getattr(processor, "chat_template", None)) or "vicuna_v1"
+        )
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
 

@@ -37,6 +37,7 @@ from typing import Any
 
 from vitune import __version__
 from vitune.eval.benchmarks import BenchItem, Benchmark, get_benchmark, to_gen_item
+from vitune.train.templates import saved_template
 from vitune.utils.atomic import write_json, write_text
 from vitune.utils.hashing import derive_seed, dir_fingerprint
 
@@ -375,7 +376,8 @@ def run_benchmarks(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     fingerprint = model_fingerprint(model_dir) if model_dir is not None else str(model_id)
-    params = generation_params(max_new_tokens)
+    template = saved_template(model_dir)
+    params = generation_params(max_new_tokens, template)
     cache = ResponseCache(cache_path if cache_path is not None else out / CACHE_FILE)
 
     # Fail before any generation when a judged benchmark has no judge; build the judge only if needed.
@@ -396,7 +398,11 @@ def run_benchmarks(
 
             loaded.append(
                 Generator.from_dir(
-                    model_dir, device=device, batch_size=batch_size, max_new_tokens=max_new_tokens
+                    model_dir,
+                    device=device,
+                    batch_size=batch_size,
+                    max_new_tokens=max_new_tokens,
+                    template=template,
                 )  # type: ignore[arg-type]
             )
         return loaded[0]

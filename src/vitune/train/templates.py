@@ -25,8 +25,11 @@ Qwen2.5 base models say `<|endoftext|>`); role headers and the newline after `<|
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from vitune.data.instance import IMAGE_TOKEN
 
@@ -177,3 +180,19 @@ CHAT_TEMPLATES = {"vicuna_v1": VICUNA_V1_CHAT_TEMPLATE, "chatml": CHATML_CHAT_TE
 def chat_template_name(chat_template: str | None) -> str | None:
     """Which template a Jinja chat template is (None: not one of ours)."""
     return next((k for k, v in CHAT_TEMPLATES.items() if v == chat_template), None)
+
+
+def saved_template(model_dir: str | os.PathLike | None) -> str:
+    """The conversation template a saved checkpoint was trained with, read from its chat template
+    (`chat_template.jinja`, `chat_template.json` or `tokenizer_config.json`); `vicuna_v1` when the
+    checkpoint has none or one vitune did not write."""
+    if model_dir is None:
+        return "vicuna_v1"
+    d = Path(model_dir)
+    candidates: list[str | None] = []
+    if (d / "chat_template.jinja").exists():
+        candidates.append((d / "chat_template.jinja").read_text(encoding="utf-8"))
+    for name in ("chat_template.json", "processor_config.json", "tokenizer_config.json"):
+        if (d / name).exists():
+            candidates.append(json.loads((d / name).read_text(encoding="utf-8")).get("chat_template"))
+    return next((t for t in map(chat_template_name, candidates) if t), "vicuna_v1")
