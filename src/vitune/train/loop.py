@@ -13,7 +13,8 @@ gives the same loss curve as an uninterrupted run.
 
 Scale-out is accelerate's job (`accelerate launch` with DDP / FSDP / DeepSpeed configs); the loop
 only asks accelerate to prepare the model and optimizer and never shards data itself beyond the
-rank-strided stream above.
+rank-strided stream above. Under FSDP (also on CPU processes, see `train/distributed.py`) the
+parameters become shards, so checkpoints gather full tensors first and are loaded after `prepare`.
 
 Every `log_every` optimizer steps a line goes to `metrics.jsonl` (loss, lr, tokens/s, padding
 fraction) and to the optional progress callback.
@@ -37,6 +38,12 @@ import torch
 from pydantic import BaseModel, Field
 
 from vitune.train.checkpoint import load_checkpoint, save_checkpoint
+from vitune.train.distributed import (
+    enable_fsdp_on_cpu,
+    fsdp_on_cpu_requested,
+    full_trainable_state,
+    is_sharded,
+)
 from vitune.train.labels import IGNORE_INDEX
 from vitune.utils.hashing import derive_seed
 
@@ -168,6 +175,7 @@ def make_accelerator(cfg: TrainConfig, out_dir: str | os.PathLike | None = None)
     """An `accelerate.Accelerator` for this stage (single CPU process when not launched); with
     `cfg.tensorboard` it logs to TensorBoard under `out_dir/tensorboard`."""
     from accelerate import Accelerator, DistributedDataParallelKwargs
+    from accelerate.state import AcceleratorState
 
     mp = cfg.mixed_precision
     if mp == "auto":
@@ -181,9 +189,17 @@ def make_accelerator(cfg: TrainConfig, out_dir: str | os.PathLike | None = None)
         if out_dir is None:
             raise ValueError("tensorboard logging needs an output folder")
         tracking = {"log_with": "tensorboard", "project_dir": str(out_dir)}
-    return Accelerator(
+    # Each stage is its own accelerate run: without a reset, the first stage's mixed precision
+    # (and FSDP plugin) would stick and a later stage asking for another one would be refused.
+    # The process group (PartialState) is kept.
+    AcceleratorState._reset_state()
+    fsdp_on_cpu = fsdp_on_cpu_requested()
+    acc = Accelerator(
         mixed_precision=mp, kwargs_handlers=[ddp], cpu=not torch.cuda.is_available(), **tracking
     )
+    if fsdp_on_cpu:
+        enable_fsdp_on_cpu(acc, mp)
+    return acc
 
 
 def _real_tokens(b: dict[str, Any]) -> tuple[int, int]:
@@ -225,18 +241,20 @@ def train(
     stream = MicroBatchStream(plan or random_plan(len(dataset), cfg.batch_size, cfg.seed))
     per_step = world * cfg.grad_accum
     total = cfg.max_steps or max(1, math.ceil(stream.per_epoch() * cfg.epochs / per_step))
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
+    if not any(p.requires_grad for p in model.parameters()):
         raise ValueError("no trainable parameters: enable at least one of projector / llm / vision")
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95))
     out = Path(out_dir) if out_dir is not None else None
     state: dict[str, Any] = {"step": 0, "elapsed_s": 0.0, "metrics_lines": 0, "first_loss": None}
+    wrapped, opt = acc.prepare(model, opt)
+    sharded = is_sharded(acc)
+    # Taken after prepare: FSDP replaces every parameter with its shard.
+    params = [p for p in wrapped.parameters() if p.requires_grad]
     if resume and out is not None:
-        saved = load_checkpoint(out, model, opt)
+        saved = load_checkpoint(out, model, wrapped, _inner(opt))
         if saved is not None:
             state.update(saved)
             log.info("resumed at step %d (%.0f s done)", state["step"], state["elapsed_s"])
-    wrapped, opt = acc.prepare(model, opt)
 
     metrics_fh = None
     if out is not None and acc.is_main_process:
@@ -261,7 +279,7 @@ def train(
             # further), so a time-capped run still warms up and decays instead of stopping at peak lr.
             frac = step / total
             if cfg.time_budget_s:
-                frac_t = torch.tensor((time.perf_counter() - t0) / cfg.time_budget_s)
+                frac_t = torch.tensor((time.perf_counter() - t0) / cfg.time_budget_s, device=acc.device)
                 frac = max(frac, float(acc.reduce(frac_t, "max")) if world > 1 else float(frac_t))
             if frac >= 1.0:
                 stopped_by_time = True
@@ -274,8 +292,15 @@ def train(
             for a in range(cfg.grad_accum):
                 epoch, idx = stream[base + a * world + rank]
                 micro.append(collate_fn([dataset[i] for i in idx]))
-            n_sup = torch.tensor(sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in micro))
-            n_sup_all = max(1, int(acc.reduce(n_sup, "sum")) if world > 1 else int(n_sup))
+            counts = [sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in micro)]
+            if sharded:  # which micro-batches have images, checked in the same reduction
+                counts += [int(b.get("pixel_values") is not None) for b in micro]
+            counts_all = (
+                acc.reduce(torch.tensor(counts, device=acc.device), "sum").tolist() if world > 1 else counts
+            )
+            n_sup_all = max(1, int(counts_all[0]))
+            if sharded:
+                _check_same_modules(counts_all[1:], world)
             local_loss = 0.0
             for k, b in enumerate(micro):
                 b = {key: (v.to(acc.device) if torch.is_tensor(v) else v) for key, v in b.items()}
@@ -283,7 +308,7 @@ def train(
                 ctx = acc.no_sync(wrapped) if (world > 1 and not sync) else nullcontext()
                 with ctx, acc.autocast():
                     loss_sum, _ = batch_loss_sum(wrapped, b)
-                    # DDP averages gradients over processes; scaling by W turns that into a sum.
+                    # DDP and FSDP average gradients over processes; scaling by W turns that into a sum.
                     acc.backward(loss_sum * world / n_sup_all)
                 local_loss += float(loss_sum.detach())
                 real, slots = _real_tokens(b)
@@ -294,6 +319,8 @@ def train(
             if world > 1:
                 step_loss = float(acc.reduce(torch.tensor(step_loss, device=acc.device), "sum"))
             grad_norm = acc.clip_grad_norm_(params, cfg.max_grad_norm)
+            if hasattr(grad_norm, "full_tensor"):  # a DTensor under FSDP (already the global norm)
+                grad_norm = grad_norm.full_tensor()
             opt.step()
             opt.zero_grad(set_to_none=True)
             step += 1
@@ -351,11 +378,35 @@ def train(
         "samples": len(dataset),
         "processes": world,
         "global_batch": cfg.batch_size * per_step,
+        "distributed": str(acc.distributed_type).rsplit(".", 1)[-1],
+        "mixed_precision": acc.mixed_precision,
     }
 
 
+def _inner(opt: Any) -> torch.optim.Optimizer:
+    """The torch optimizer inside accelerate's wrapper."""
+    return opt.optimizer if hasattr(opt, "optimizer") else opt
+
+
+def _check_same_modules(with_images: list[float], world: int) -> None:
+    """Refuse a step where some processes have images in a micro-batch and others do not.
+
+    Under FSDP every process must run the same sharded modules in the same order (each one
+    all-gathers its weights collectively); a text-only micro-batch skips the vision tower and the
+    projector, so the processes would wait on different collectives (DDP copes, through
+    find_unused_parameters). Failing here, on every process at once, beats a hang.
+    """
+    mixed = [k for k, n in enumerate(with_images) if 0 < n < world]
+    if mixed:
+        raise RuntimeError(
+            f"FSDP: micro-batch {mixed[0]} of this step has images on some processes and not on others "
+            "(text-only samples); train text-only mixtures with DDP, or without text-only samples"
+        )
+
+
 def _save(acc, wrapped, opt, out: Path, step: int, t0: float, state: dict, first_loss) -> None:
-    acc.wait_for_everyone()
+    # Collective under FSDP: every process hands over its shards, the main process writes.
+    weights, optimizer_state = full_trainable_state(wrapped, _inner(opt))
     if acc.is_main_process:
         progress = {
             "step": step,
@@ -363,7 +414,5 @@ def _save(acc, wrapped, opt, out: Path, step: int, t0: float, state: dict, first
             "metrics_lines": state["metrics_lines"],
             "first_loss": first_loss,
         }
-        save_checkpoint(
-            out, acc.unwrap_model(wrapped), opt.optimizer if hasattr(opt, "optimizer") else opt, progress
-        )
+        save_checkpoint(out, weights, optimizer_state, progress)
     acc.wait_for_everyone()

@@ -29,6 +29,7 @@ from vitune import __version__
 from vitune.data.images import CLIP_MEAN, CLIP_STD
 from vitune.data.instance import Instance
 from vitune.data.ledger import Ledger
+from vitune.train.distributed import is_sharded
 from vitune.train.export import load_pretrained, save_pretrained
 from vitune.train.labels import ImageCache, LabelEncoder, TrainDataset, build_dataset, collate
 from vitune.train.loop import ProgressFn, TrainConfig, make_accelerator, random_plan, train
@@ -247,7 +248,9 @@ def run_instruct_stage(
     result = train(
         model, data, collate_fn, cfg, stage_dir, progress, plan=plan, resume=resume, accelerator=acc
     )
-    if uses_lora:
+    if is_sharded(acc):
+        model = _gather_for_export(acc, model, model_dir, st)
+    if uses_lora and acc.is_main_process:
         from vitune.train.lora import merge_lora
 
         model = merge_lora(model)
@@ -257,6 +260,19 @@ def run_instruct_stage(
         )
     acc.wait_for_everyone()
     return {**result, "params": counts, "data": stats, "rejected": len(ledger)}
+
+
+def _gather_for_export(acc: Any, model: Any, model_dir: Path, st: StageSpec) -> Any:
+    """Under FSDP the trained weights are shards (DTensors) that only exist together: gather the
+    full state (collective, every process calls this) into a plain copy of the stage's model on the
+    main process, which merges LoRA and exports it like an unsharded run; None elsewhere."""
+    state = acc.get_state_dict(model)  # full tensors on the main process, on CPU; {} elsewhere
+    if not acc.is_main_process:
+        return None
+    plain, _ = load_pretrained(model_dir)
+    plain, _ = set_modules(plain, st)  # the same parts (and LoRA adapters) as the trained model
+    plain.load_state_dict(state)  # strict: every weight must come from the trained shards
+    return plain
 
 
 def _plan_and_collate(st: StageSpec, dataset: StageDataset, pad_id: int):
