@@ -143,3 +143,47 @@ def test_qwen2_compose_train_export_reload_generate(tmp_path):
     g = Generator.from_dir(out, max_new_tokens=8)
     assert g.template == "chatml"
     assert g.prompt(QUESTION, True) == prompt
+
+
+def test_recipe_stage_exports_the_chat_template_it_trained_with(tmp_path):
+    """A recipe from Qwen2 parts: `plain` alignment keeps the base's template, a `chatml` stage
+    exports chatml (and stops generation at <|im_end|>), so evaluation prompts as training did."""
+    from vitune.data.llava import write_llava_json
+    from vitune.train.recipe import parse_recipe
+    from vitune.train.stages import run_recipe
+    from vitune.train.templates import VICUNA_V1_CHAT_TEMPLATE, saved_template
+
+    _save_parts(tmp_path)
+    insts = [
+        Instance(name, f"{name}.png", "vqa", [Turn("user", QUESTION), Turn("assistant", name)])
+        for name in COLORS
+    ]
+    write_llava_json(insts, tmp_path / "data.json")
+    data = [{"path": str(tmp_path / "data.json"), "image_root": str(tmp_path / "imgs")}]
+    common = {
+        "data": data,
+        "lr": 1e-3,
+        "max_steps": 2,
+        "global_batch": 2,
+        "per_device_batch": 2,
+        "max_length": 128,
+    }
+    recipe = parse_recipe(
+        {
+            "name": "qwen2-chatml",
+            "model": {"vision_tower": str(tmp_path / "clip"), "llm": str(tmp_path / "qwen2")},
+            "stages": [
+                {"name": "align", "template": "plain", "train": {"llm": "frozen"}, **common},
+                {"name": "finetune", "template": "chatml", **common},
+            ],
+        }
+    )
+    run_recipe(recipe, tmp_path / "run")
+    align = AutoProcessor.from_pretrained(tmp_path / "run" / "stages" / "align" / "model")
+    assert align.chat_template == VICUNA_V1_CHAT_TEMPLATE
+    out = tmp_path / "run" / "model"
+    assert AutoProcessor.from_pretrained(out).chat_template == CHATML_CHAT_TEMPLATE
+    assert saved_template(out) == "chatml"
+    im_end = AutoProcessor.from_pretrained(out).tokenizer.convert_tokens_to_ids("<|im_end|>")
+    eos = LlavaForConditionalGeneration.from_pretrained(out).generation_config.eos_token_id
+    assert im_end in (eos if isinstance(eos, list) else [eos])

@@ -255,11 +255,24 @@ def run_instruct_stage(
 
         model = merge_lora(model)
     if acc.is_main_process:
+        match_chat_template(model, processor, st.template)
         save_pretrained(
             model, processor, stage_dir / "model", extra={"stage": st.model_dump(), "train": result}
         )
     acc.wait_for_everyone()
     return {**result, "params": counts, "data": stats, "rejected": len(ledger)}
+
+
+def match_chat_template(model: Any, processor: Any, template: str) -> None:
+    """Export with the chat template the stage trained on, so inference prompts as training did
+    (`plain`, the alignment format, has none: the previous template stays), and make generation
+    stop at that template's turn terminator."""
+    from vitune.train.compose import add_stop_token
+    from vitune.train.templates import CHAT_TEMPLATES
+
+    if template in CHAT_TEMPLATES:
+        processor.chat_template = processor.tokenizer.chat_template = CHAT_TEMPLATES[template]
+        add_stop_token(model.generation_config, processor.tokenizer)
 
 
 def _gather_for_export(acc: Any, model: Any, model_dir: Path, st: StageSpec) -> Any:
