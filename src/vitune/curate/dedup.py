@@ -380,6 +380,10 @@ def jaccard_estimate(sig: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarra
 Removal = tuple[int, str, dict]
 
 
+def _ids(instances: Sequence[Instance]) -> Sequence[str]:
+    return instances.ids() if hasattr(instances, "ids") else [x.id for x in instances]
+
+
 def _result(rep: np.ndarray, ids: Sequence[str], reason: Callable[[int, int], tuple[str, dict]]):
     kept = np.flatnonzero(rep == np.arange(len(rep)))
     removed = [(int(i), *reason(int(i), int(rep[i]))) for i in np.flatnonzero(rep != np.arange(len(rep)))]
@@ -387,6 +391,9 @@ def _result(rep: np.ndarray, ids: Sequence[str], reason: Callable[[int, int], tu
 
 
 def _reply_lengths(instances: Sequence[Instance]) -> np.ndarray:
+    # A columnar view (curate.pool.ItemView) computes these without decoding every record again.
+    if hasattr(instances, "reply_lengths"):
+        return instances.reply_lengths()
     return np.fromiter(
         (sum(len(t.text) for t in x.turns if t.role == "assistant") for x in instances),
         np.int64,
@@ -404,7 +411,7 @@ def dedup_exact(
         text = "\x1e".join(f"{t.role}:{t.text}" for t in inst.turns)
         keys[n] = hashlib.blake2b((normalize_text(text) + "\x1f" + img).encode(), digest_size=16).digest()
     rep = group_duplicates(keys, _reply_lengths(instances), keep)
-    ids = [x.id for x in instances]
+    ids = _ids(instances)
     return _result(rep, ids, lambda i, r: ("exact duplicate", {"kept_id": ids[r], "kept_index": r}))
 
 
@@ -429,9 +436,14 @@ def dedup_minhash(
     keep: Keep = "first",
     workers: int = 1,
     progress: Progress | None = None,
+    texts: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, list[Removal]]:
-    """Near-duplicate text. With `scope_keys` (e.g. image content hashes) only items sharing a key match."""
-    texts = [instance_text(x, fields) for x in instances]
+    """Near-duplicate text. With `scope_keys` (e.g. image content hashes) only items sharing a key match.
+
+    `texts` may supply `instance_text(x, fields)` of each instance, e.g. as a lazy view.
+    """
+    if texts is None:
+        texts = [instance_text(x, fields) for x in instances]
     sig = minhash_signatures(
         texts,
         num_perm=params.num_perm,
@@ -443,7 +455,7 @@ def dedup_minhash(
     scope = scope_key_array(scope_keys) if scope_keys is not None else None
     labels, _ = minhash_clusters(sig, params.threshold, scope_keys=scope)
     rep = representatives(labels, _reply_lengths(instances), keep)
-    ids = [x.id for x in instances]
+    ids = _ids(instances)
 
     def why(i: int, r: int) -> tuple[str, dict]:
         sim = float((sig[i] == sig[r]).mean())
@@ -484,7 +496,7 @@ def dedup_images(
     else:
         raise ValueError(f"per must be image, image_task or image_text, got {per!r}")
     rep = group_duplicates(keys, _reply_lengths(instances), keep)
-    ids = [x.id for x in instances]
+    ids = _ids(instances)
 
     def why(i: int, r: int) -> tuple[str, dict]:
         dist = int(popcount(np.asarray([phashes[i] ^ phashes[r]], dtype=np.uint64))[0])

@@ -8,6 +8,8 @@ Outputs in `out_dir`::
     curation.json    counts per source / task / category before and after every step
     .cache/          per-step results and image hashes (safe to delete; makes re-runs resume)
 
+Records stay columnar in a `pool.Pool` (one Arrow table) and are decoded a batch at a time, so a
+run over millions of records holds arrays, not Python objects; the ledger is streamed to disk.
 Every step works on indices into the loaded pool, and its result (kept indices + removals) is
 cached under a key made of its parameters and the previous step's key (which chains back to the
 input file checksums and load options). A re-run after a kill therefore redoes only the steps
@@ -21,47 +23,67 @@ import hashlib
 import json
 import os
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
+import pyarrow as pa
 
 from vitune.curate import balance, dedup, select
 from vitune.curate.filters import DEFAULT_ERROR_PATTERNS, DEFAULT_SOURCE_PATTERNS, FilterConfig, apply_filters
-from vitune.curate.images import ImageHashes
+from vitune.curate.pool import ItemView, Pool, TextView, load_pool
 from vitune.curate.recipe import Recipe, load_recipe
 from vitune.data.instance import Instance
-from vitune.data.ledger import Ledger
-from vitune.data.llava import read_llava_json, write_llava_json
-from vitune.data.store import iter_instances, read_manifest, write_instance_set
-from vitune.utils.atomic import write_json
-from vitune.utils.hashing import derive_seed, sha256_file
+from vitune.data.ledger import Ledger, Rejection
+from vitune.data.llava import write_llava_json
+from vitune.data.store import write_instance_set
+from vitune.utils.atomic import atomic_open, write_json
+from vitune.utils.hashing import derive_seed
 
 Progress = Callable[[str, int, int], None]
 Removal = tuple[int, str, dict]
-CACHE_FORMAT = "vitune.curate.step/1"
+CACHE_FORMAT = "vitune.curate.step/2"
 
 
 @dataclass
-class Pool:
-    """Everything loaded, in input order; steps refer to items by their index here."""
+class Removals:
+    """A step's removals, compact: pool indices with a reason code each, and the (sparse) details.
 
-    items: list[Instance]
-    source: list[str]
-    category: list[str]
-    image_path: list[str | None]  # resolved file, or None (no image, or no image_root)
-    locator: list[str]
-    files: dict[str, str]  # source name -> input path (for the ledger)
-    hashes: ImageHashes
+    Millions of records can leave in one step (a selection); tuples with a dict each would cost
+    more than the records themselves.
+    """
 
-    def counts(self, idx: list[int]) -> dict[str, dict[str, int]]:
-        return {
-            "source": dict(sorted(Counter(self.source[i] for i in idx).items())),
-            "task": dict(sorted(Counter(self.items[i].task for i in idx).items())),
-            "category": dict(sorted(Counter(self.category[i] for i in idx).items())),
-        }
+    index: np.ndarray  # int64 pool indices, ascending
+    code: np.ndarray  # int32 index into `reasons`
+    reasons: list[str]
+    detail: dict[int, dict] = field(default_factory=dict)  # pool index -> detail, only where non-empty
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @classmethod
+    def of(cls, removed: list[Removal]) -> Removals:
+        removed = sorted(removed, key=lambda t: t[0])
+        reasons: dict[str, int] = {}
+        code = np.fromiter(
+            (reasons.setdefault(r, len(reasons)) for _, r, _ in removed), np.int32, len(removed)
+        )
+        index = np.fromiter((i for i, _, _ in removed), np.int64, len(removed))
+        return cls(index, code, list(reasons), {int(i): d for i, _, d in removed if d})
+
+    @classmethod
+    def uniform(cls, index: np.ndarray, reason: str) -> Removals:
+        return cls(np.asarray(index, np.int64), np.zeros(len(index), np.int32), [reason])
+
+    def by_reason(self) -> dict[str, int]:
+        n = np.bincount(self.code, minlength=len(self.reasons))
+        return dict(sorted((r, int(n[k])) for k, r in enumerate(self.reasons) if n[k]))
+
+    def __iter__(self) -> Iterator[Removal]:
+        for i, c in zip(self.index.tolist(), self.code.tolist(), strict=True):
+            yield i, self.reasons[c], self.detail.get(i, {})
 
 
 def _digest(*parts: Any) -> str:
@@ -72,131 +94,111 @@ def _digest(*parts: Any) -> str:
     return h.hexdigest()
 
 
-def _input_files(kind: str, path: Path) -> list[Path]:
-    if kind == "instances":
-        return [path / "manifest.json", *(path / s for s in read_manifest(path)["shards"])]
-    return [path]
-
-
-def load_pool(recipe: Recipe, ledger: Ledger, cache_dir: Path) -> tuple[Pool, str]:
-    """Read every input; returns the pool and a digest of the input bytes and load options."""
-    pool = Pool([], [], [], [], [], {}, ImageHashes(cache_dir / "image-hashes.tsv"))
-    fingerprints = []
-    for inp in recipe.inputs:
-        path = Path(inp.path)
-        if not path.exists():
-            raise FileNotFoundError(f"input {inp.name!r}: {path} does not exist")
-        fingerprints.append([inp.model_dump(), [sha256_file(f) for f in _input_files(inp.kind, path)]])
-        if inp.kind == "instances":
-            items = list(iter_instances(path))
-        else:
-            sub = Ledger()
-            # Vision-Flan rows must carry task_name: an empty default marks the ones that do not
-            default = "" if inp.kind == "vision_flan" else (inp.task or inp.name)
-            items = read_llava_json(path, sub, default_task=default)
-            for r in sub.items:
-                ledger.reject("curate.load", r.file, r.locator, r.reason, source=inp.name)
-            for x in items:
-                if not x.task:
-                    ledger.reject(
-                        "curate.load",
-                        str(path),
-                        f"[{x.meta.get('source_index')}]",
-                        "vision_flan row without task_name",
-                        source=inp.name,
-                    )
-            items = [x for x in items if x.task]
-        pool.files[inp.name] = str(path)
-        root = Path(inp.image_root) if inp.image_root else None
-        for k, x in enumerate(items):
-            pool.items.append(x)
-            pool.source.append(inp.name)
-            pool.category.append(str(x.meta.get("category") or inp.category or "uncategorized"))
-            pool.image_path.append(
-                str(root / x.image) if (root is not None and x.image is not None) else None
-            )
-            pool.locator.append(f"{inp.name}[{x.meta.get('source_index', k)}] id={x.id}")
-    return pool, _digest("load", recipe.seed, fingerprints, recipe.caps.model_dump())
-
-
 # ----------------------------------------------------------------------------------------------
 # steps: each takes (pool, current indices, params) and returns (kept indices, removals)
 
 
-def _image_keys(pool: Pool, idx: list[int]) -> list[str | None]:
+def _image_keys(pool: Pool, idx: np.ndarray) -> list[str | None]:
+    assert pool.hashes is not None
     out: list[str | None] = []
-    for i in idx:
-        p = pool.image_path[i]
-        if pool.items[i].image is None:
+    for img, p in zip(pool.images(idx), pool.image_paths(idx), strict=True):
+        if img is None:
             out.append(None)
         elif p is not None and os.path.exists(p):
             out.append("sha256:" + pool.hashes.sha256(p))
         else:
-            out.append("path:" + str(pool.items[i].image))  # no file to read: the path is the identity
+            out.append("path:" + str(img))  # no file to read: the path is the identity
     return out
 
 
-def _local(fn_result: tuple[Any, list[Removal]], idx: list[int]) -> tuple[list[int], list[Removal]]:
+def _local(fn_result: tuple[Any, list[Removal]], idx: np.ndarray) -> tuple[np.ndarray, list[Removal]]:
+    """Map a function's positions (into `idx`) back to pool indices."""
     kept, removed = fn_result
 
     def remap(d: dict) -> dict:
-        d = dict(d)
         if "kept_index" in d:
-            d["kept_index"] = idx[d["kept_index"]]
+            d = dict(d)
+            d["kept_index"] = int(idx[d["kept_index"]])
         return d
 
-    return [idx[int(k)] for k in kept], [(idx[i], r, remap(d)) for i, r, d in removed]
+    return idx[np.asarray(kept, np.int64)], [(int(idx[i]), r, remap(d)) for i, r, d in removed]
 
 
-def run_caps(pool: Pool, idx: list[int], recipe: Recipe) -> tuple[list[int], list[Removal]]:
+def _names(codes: np.ndarray, vocab: list[str], idx: np.ndarray) -> list[str]:
+    return [vocab[c] for c in codes[idx].tolist()]
+
+
+def _group_names(pool: Pool, by: str, idx: np.ndarray) -> list[str]:
+    if by == "source":
+        return _names(pool.source, pool.sources, idx)
+    if by == "task":
+        return _names(pool.task, pool.tasks, idx)
+    return _names(pool.category, pool.categories, idx)
+
+
+def run_caps(pool: Pool, idx: np.ndarray, recipe: Recipe) -> tuple[np.ndarray, list[Removal]]:
     removed: list[Removal] = []
     seed = recipe.seed
     per_input = {i.name: i.cap for i in recipe.inputs if i.cap is not None}
-    stages: list[tuple[str, Any, Callable[[int], str]]] = []
+    stages: list[tuple[str, Any, str]] = []
     if per_input:
-        stages.append(("input", per_input, lambda i: pool.source[i]))
+        stages.append(("input", per_input, "source"))
     if recipe.caps.per_source is not None:
-        stages.append(("source", recipe.caps.per_source, lambda i: pool.source[i]))
+        stages.append(("source", recipe.caps.per_source, "source"))
     if recipe.caps.tasks:
-        stages.append(("named task", recipe.caps.tasks, lambda i: pool.items[i].task))
+        stages.append(("named task", recipe.caps.tasks, "task"))
     if recipe.caps.per_task is not None:
-        stages.append(("task", recipe.caps.per_task, lambda i: pool.items[i].task))
-    for what, cap, key in stages:
-        kept, rem = balance.cap_groups([key(i) for i in idx], cap, seed, f"caps.{what}", what)
-        removed += [(idx[i], r, d) for i, r, d in rem]
-        idx = [idx[k] for k in kept]
+        stages.append(("task", recipe.caps.per_task, "task"))
+    for what, cap, by in stages:
+        kept, rem = balance.cap_groups(_group_names(pool, by, idx), cap, seed, f"caps.{what}", what)
+        removed += [(int(idx[i]), r, d) for i, r, d in rem]
+        idx = idx[np.asarray(kept, np.int64)]
     return idx, removed
 
 
-def _group_key(pool: Pool, by: str) -> Callable[[int], str]:
-    if by == "source":
-        return lambda i: pool.source[i]
-    if by == "task":
-        return lambda i: pool.items[i].task
-    return lambda i: pool.category[i]
-
-
-def run_mix(pool: Pool, idx: list[int], step: Any, seed: int, label: str) -> tuple[list[int], list[Removal]]:
-    key = _group_key(pool, step.by)
-    keys = [key(i) for i in idx]
+def run_mix(
+    pool: Pool, idx: np.ndarray, step: Any, seed: int, label: str
+) -> tuple[np.ndarray, list[Removal]]:
+    keys = _group_names(pool, step.by, idx)
     removed: list[Removal] = []
     if getattr(step, "cap", None) is not None:
         kept, rem = balance.cap_groups(keys, step.cap, seed, f"{label}.cap", step.by)
-        removed += [(idx[i], r, d) for i, r, d in rem]
-        idx, keys = [idx[k] for k in kept], [keys[k] for k in kept]
+        removed += [(int(idx[i]), r, d) for i, r, d in rem]
+        idx, keys = idx[np.asarray(kept, np.int64)], [keys[k] for k in kept]
     if step.weights is not None or step.temperature is not None or step.target_size is not None:
         sizes = dict(Counter(keys))
         quotas = balance.mixture_quotas(sizes, step.target_size, step.weights, step.temperature)
         kept, rem = balance.sample_groups(
             keys, quotas, seed, f"{label}.mixture", f"mixture quota by {step.by}"
         )
-        removed += [(idx[i], r, d) for i, r, d in rem]
-        idx = [idx[k] for k in kept]
+        removed += [(int(idx[i]), r, d) for i, r, d in rem]
+        idx = idx[np.asarray(kept, np.int64)]
     return idx, removed
 
 
-def run_step(pool: Pool, idx: list[int], step: Any, seed: int, label: str, progress: Progress | None):
-    items = [pool.items[i] for i in idx]
+def _select(pool: Pool, idx: np.ndarray, step: Any, seed: int, label: str) -> tuple[np.ndarray, Removals]:
+    size = step.size if step.size is not None else round(step.fraction * len(idx))
+    s = derive_seed(seed, label)
+    if step.method == "random":
+        chosen = select.select_random(len(idx), size, s)
+    elif step.method == "informative":
+        vocab = select.load_vocabulary(
+            step.vocabulary, step.vocabulary_files, step.vocabulary_min_count, step.vocabulary_max_size
+        )
+        chosen = select.select_informative(TextView(pool, idx), vocab, size, s)
+    else:
+        emb, _ = select.embed(TextView(pool, idx), model=step.embedding_model, dim=step.embedding_dim, seed=s)
+        if step.algorithm == "kcenter":
+            chosen = select.kcenter_greedy(emb, size, s)
+        else:
+            chosen = select.cluster_balanced(emb, size, s, step.clusters)
+    keep = np.zeros(len(idx), dtype=bool)
+    keep[np.asarray(chosen, np.int64)] = True
+    return idx[keep], Removals.uniform(idx[~keep], f"not selected ({step.method})")
+
+
+def run_step(pool: Pool, idx: np.ndarray, step: Any, seed: int, label: str, progress: Progress | None):
+    items = ItemView(pool, idx)
     t = step.type
     if t == "filter":
         cfg = FilterConfig(
@@ -206,13 +208,18 @@ def run_step(pool: Pool, idx: list[int], step: Any, seed: int, label: str, progr
             source_patterns=step.source_patterns or DEFAULT_SOURCE_PATTERNS,
             error_patterns=step.error_patterns or DEFAULT_ERROR_PATTERNS,
         )
+        paths = pool.image_paths(idx)
         if "missing_image" in step.checks:
             lacking = sorted(
-                {pool.source[i] for i in idx if pool.items[i].image and pool.image_path[i] is None}
+                {
+                    pool.source_name(i)
+                    for i, img, p in zip(idx.tolist(), pool.images(idx), paths, strict=True)
+                    if img and p is None
+                }
             )
             if lacking:
                 raise ValueError(f"{label}: missing_image needs image_root on input(s) {lacking}")
-        return _local(apply_filters(items, cfg, [pool.image_path[i] for i in idx]), idx)
+        return _local(apply_filters(items, cfg, paths), idx)
     if t == "dedup_exact":
         keys = _image_keys(pool, idx) if step.use_image else [None] * len(idx)
         return _local(dedup.dedup_exact(items, keys, keep=step.keep), idx)
@@ -237,90 +244,123 @@ def run_step(pool: Pool, idx: list[int], step: Any, seed: int, label: str, progr
             keep=step.keep,
             workers=workers,
             progress=tick,
+            texts=TextView(pool, idx, step.fields),
         )
         return _local(res, idx)
     if t == "dedup_image":
-        with_img = [k for k, i in enumerate(idx) if pool.items[i].image is not None]
-        lacking = sorted({pool.source[idx[k]] for k in with_img if pool.image_path[idx[k]] is None})
+        assert pool.hashes is not None
+        paths = pool.image_paths(idx)
+        with_img = [k for k, img in enumerate(pool.images(idx)) if img is not None]
+        lacking = sorted({pool.source_name(idx[k]) for k in with_img if paths[k] is None})
         if lacking:
             raise ValueError(f"{label}: dedup_image needs image_root on input(s) {lacking}")
         pool.hashes.hash_size = step.hash_size
         ph = np.empty(len(with_img), dtype=np.uint64)
         for n, k in enumerate(with_img):
-            ph[n] = pool.hashes.phash(pool.image_path[idx[k]])  # type: ignore[arg-type]
+            ph[n] = pool.hashes.phash(paths[k])  # type: ignore[arg-type]
             if progress and n % 1000 == 0:
                 progress(label, n, len(with_img))
-        sub = [idx[k] for k in with_img]
+        sub = idx[np.asarray(with_img, np.int64)]
         _kept, removed = _local(
             dedup.dedup_images(
-                [pool.items[i] for i in sub], ph, max_distance=step.max_distance, per=step.per, keep=step.keep
+                ItemView(pool, sub), ph, max_distance=step.max_distance, per=step.per, keep=step.keep
             ),
             sub,
         )
-        gone = {i for i, _, _ in removed}
-        return [i for i in idx if i not in gone], removed
+        gone = np.fromiter((i for i, _, _ in removed), np.int64, len(removed))
+        return idx[~np.isin(idx, gone)], removed
     if t == "balance_yes_no":
         return _local(
             balance.balance_yes_no(items, step.yes_ratio, derive_seed(seed, label), by_task=step.by_task), idx
         )
     if t == "select":
-        size = step.size if step.size is not None else round(step.fraction * len(idx))
-        s = derive_seed(seed, label)
-        if step.method == "random":
-            chosen = select.select_random(len(idx), size, s)
-        elif step.method == "informative":
-            vocab = select.load_vocabulary(
-                step.vocabulary, step.vocabulary_files, step.vocabulary_min_count, step.vocabulary_max_size
-            )
-            chosen = select.select_informative([dedup.instance_text(x) for x in items], vocab, size, s)
-        else:
-            emb, _ = select.embed(
-                [dedup.instance_text(x) for x in items],
-                model=step.embedding_model,
-                dim=step.embedding_dim,
-                seed=s,
-            )
-            if step.algorithm == "kcenter":
-                chosen = select.kcenter_greedy(emb, size, s)
-            else:
-                chosen = select.cluster_balanced(emb, size, s, step.clusters)
-        keep = set(chosen.tolist())
-        why = f"not selected ({step.method})"
-        return [idx[k] for k in sorted(keep)], [(idx[k], why, {}) for k in range(len(idx)) if k not in keep]
+        return _select(pool, idx, step, seed, label)
     if t == "mix":
         return run_mix(pool, idx, step, seed, label)
     raise ValueError(f"unknown step type {t!r}")  # pragma: no cover - the schema rejects it first
 
 
 # ----------------------------------------------------------------------------------------------
-# cache
+# cache: kept and removed indices as arrays (.npz), reasons and details as JSON inside it
 
 
 def _cache_path(cache_dir: Path, label: str, key: str) -> Path:
-    return cache_dir / "steps" / f"{label}-{key[:16]}.json"
+    return cache_dir / "steps" / f"{label}-{key[:16]}.npz"
 
 
-def _cached(path: Path, key: str) -> tuple[list[int], list[Removal]] | None:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (OSError, json.JSONDecodeError):
-        return None
-    if data.get("format") != CACHE_FORMAT or data.get("key") != key:
-        return None
-    return data["kept"], [(int(i), r, d) for i, r, d in data["removed"]]
-
-
-def _reconcile(label: str, before: list[int], kept: list[int], removed: list[Removal]) -> None:
-    gone = [i for i, _, _ in removed]
-    if (
-        len(before) != len(kept) + len(removed)
-        or set(before) != set(kept) | set(gone)
-        or set(kept) & set(gone)
-    ):
-        raise RuntimeError(
-            f"step {label}: counts do not reconcile ({len(before)} in, {len(kept)} kept, {len(gone)} removed)"
+def _save(path: Path, key: str, kept: np.ndarray, removed: Removals) -> None:
+    head = {
+        "format": CACHE_FORMAT,
+        "key": key,
+        "reasons": removed.reasons,
+        "detail": [[i, removed.detail[i]] for i in sorted(removed.detail)],
+    }
+    with atomic_open(path, "wb", encoding=None) as fh:
+        np.savez(
+            fh,
+            head=np.array(json.dumps(head, ensure_ascii=False)),
+            kept=kept,
+            removed=removed.index,
+            code=removed.code,
         )
+
+
+def _cached(path: Path, key: str) -> tuple[np.ndarray, Removals] | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            head = json.loads(str(z["head"]))
+            if head.get("format") != CACHE_FORMAT or head.get("key") != key:
+                return None
+            removed = Removals(
+                z["removed"], z["code"], head["reasons"], {int(i): d for i, d in head["detail"]}
+            )
+            return z["kept"], removed
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _reconcile(label: str, before: np.ndarray, kept: np.ndarray, removed: Removals) -> None:
+    both = np.sort(np.concatenate([kept, removed.index]))
+    if len(before) != len(both) or not np.array_equal(both, before):
+        raise RuntimeError(
+            f"step {label}: counts do not reconcile ({len(before)} in, {len(kept)} kept, {len(removed)} removed)"
+        )
+
+
+class _LedgerSink:
+    """Rejections written to the open ledger file as they come, counted per stage."""
+
+    def __init__(self, fh: IO[str]) -> None:
+        self.fh, self.total, self.by_stage = fh, 0, Counter()
+
+    def reject(self, stage: str, file: str, locator: str, reason: str, **detail: Any) -> None:
+        self.fh.write(Rejection(stage, file, locator, reason, detail).to_json() + "\n")
+        self.total += 1
+        self.by_stage[stage] += 1
+
+
+def _plan(recipe: Recipe) -> list[tuple[str, Any]]:
+    plan: list[tuple[str, Any]] = []
+    c = recipe.caps
+    if (
+        c.per_task is not None
+        or c.per_source is not None
+        or c.tasks
+        or any(i.cap is not None for i in recipe.inputs)
+    ):
+        plan.append(("00-caps", None))
+    plan += list(zip(recipe.step_names(), recipe.steps, strict=True))
+    if recipe.mixture is not None:
+        plan.append((f"{len(recipe.steps) + 1:02d}-mixture", recipe.mixture))
+    return plan
+
+
+def _final(pool: Pool, order: np.ndarray) -> Iterator[Instance]:
+    """The output records, decoded a batch at a time, with their source and category in meta."""
+    for x, i in zip(pool.iter_instances(order), order.tolist(), strict=True):
+        x.meta.setdefault("source", pool.source_name(i))
+        x.meta.setdefault("category", pool.categories[pool.category[i]])
+        yield x
 
 
 def curate(
@@ -339,114 +379,93 @@ def curate(
     recipe = load_recipe(recipe_path, variables)
     out = Path(out_dir)
     cache_dir = out / ".cache"
-    ledger = Ledger()
-    pool, key = load_pool(recipe, ledger, cache_dir)
-    idx = list(range(len(pool.items)))
+    load_ledger = Ledger()
+    pool, fingerprints = load_pool(recipe, load_ledger, cache_dir)
+    assert pool.hashes is not None
+    key = _digest("load", recipe.seed, fingerprints, recipe.caps.model_dump())
+    idx = np.arange(len(pool), dtype=np.int64)
     if progress:
         progress("load", len(idx), len(idx))
-    loaded = {"count": len(idx), "unreadable": len(ledger), **pool.counts(idx)}
-
-    plan: list[tuple[str, Any]] = []
-    c = recipe.caps
-    if (
-        c.per_task is not None
-        or c.per_source is not None
-        or c.tasks
-        or any(i.cap is not None for i in recipe.inputs)
-    ):
-        plan.append(("00-caps", None))
-    plan += list(zip(recipe.step_names(), recipe.steps, strict=True))
-    if recipe.mixture is not None:
-        plan.append((f"{len(recipe.steps) + 1:02d}-mixture", recipe.mixture))
+    loaded = {"count": len(idx), "unreadable": len(load_ledger), **pool.counts(idx)}
 
     steps_out: list[dict[str, Any]] = []
     cached_flags: list[bool] = []
-    for k, (label, step) in enumerate(plan):
-        params = (
-            step.model_dump()
-            if step is not None
-            else {"caps": c.model_dump(), "inputs": [i.cap for i in recipe.inputs]}
-        )
-        key = _digest(key, k, label, params, recipe.seed)
-        path = _cache_path(cache_dir, label, key)
-        hit = _cached(path, key)
-        if hit is None:
-            if step is None:
-                kept, removed = run_caps(pool, idx, recipe)
-            elif label.endswith("-mixture"):
-                kept, removed = run_mix(pool, idx, step, recipe.seed, "mixture")
+    c = recipe.caps
+    with atomic_open(out / "removed.jsonl", "w") as fh:
+        ledger = _LedgerSink(fh)
+        for r in load_ledger.items:
+            ledger.reject(r.stage, r.file, r.locator, r.reason, **r.detail)
+        for k, (label, step) in enumerate(_plan(recipe)):
+            params = (
+                step.model_dump()
+                if step is not None
+                else {"caps": c.model_dump(), "inputs": [i.cap for i in recipe.inputs]}
+            )
+            key = _digest(key, k, label, params, recipe.seed)
+            path = _cache_path(cache_dir, label, key)
+            hit = _cached(path, key)
+            if hit is None:
+                if step is None:
+                    kept, removed = run_caps(pool, idx, recipe)
+                elif label.endswith("-mixture"):
+                    kept, removed = run_mix(pool, idx, step, recipe.seed, "mixture")
+                else:
+                    kept, removed = run_step(pool, idx, step, recipe.seed, label, progress)
+                kept = np.sort(np.asarray(kept, np.int64))
+                removed = removed if isinstance(removed, Removals) else Removals.of(removed)
+                _reconcile(label, idx, kept, removed)
+                _save(path, key, kept, removed)
+                pool.hashes.save()
             else:
-                kept, removed = run_step(pool, idx, step, recipe.seed, label, progress)
-            kept = sorted(int(i) for i in kept)
-            removed = sorted(((int(i), r, d) for i, r, d in removed), key=lambda t: t[0])
-            _reconcile(label, idx, kept, removed)
-            write_json(
-                path,
-                {"format": CACHE_FORMAT, "key": key, "kept": kept, "removed": [list(t) for t in removed]},
+                kept, removed = hit
+                _reconcile(label, idx, kept, removed)
+            cached_flags.append(hit is not None)
+            for i, reason, detail in removed:
+                d = dict(detail)
+                if "kept_index" in d:
+                    d["kept_locator"] = pool.locator(d.pop("kept_index"))
+                ledger.reject(
+                    f"curate.{label}", pool.file(i), pool.locator(i), reason, source=pool.source_name(i), **d
+                )
+            steps_out.append(
+                {
+                    "step": label,
+                    "type": "caps" if step is None else getattr(step, "type", "mixture"),
+                    "in": len(idx),
+                    "kept": len(kept),
+                    "removed": len(removed),
+                    "removed_by_reason": removed.by_reason(),
+                    "before": pool.counts(idx),
+                    "after": pool.counts(kept),
+                }
             )
-            pool.hashes.save()
-        else:
-            kept, removed = hit
-            _reconcile(label, idx, kept, removed)
-        cached_flags.append(hit is not None)
-        for i, reason, detail in removed:
-            d = dict(detail)
-            if "kept_index" in d:
-                d["kept_locator"] = pool.locator[d.pop("kept_index")]
-            ledger.reject(
-                f"curate.{label}",
-                pool.files[pool.source[i]],
-                pool.locator[i],
-                reason,
-                source=pool.source[i],
-                **d,
-            )
-        steps_out.append(
-            {
-                "step": label,
-                "type": "caps" if step is None else getattr(step, "type", "mixture"),
-                "in": len(idx),
-                "kept": len(kept),
-                "removed": len(removed),
-                "removed_by_reason": dict(sorted(Counter(r for _, r, _ in removed).items())),
-                "before": pool.counts(idx),
-                "after": pool.counts(kept),
-            }
+            idx = kept
+            # Arrow's allocator keeps freed batches for reuse; between steps that is only footprint.
+            pa.default_memory_pool().release_unused()
+            if progress:
+                progress(label, len(idx), steps_out[-1]["in"])
+
+        order = idx
+        if recipe.output.shuffle:
+            rng = np.random.Generator(np.random.PCG64(derive_seed(recipe.seed, "output.shuffle")))
+            order = idx[rng.permutation(len(idx))]
+        summary: dict[str, Any] = {
+            "format": "vitune.curation/1",
+            "recipe": recipe.name,
+            "seed": recipe.seed,
+            "loaded": loaded,
+            "steps": steps_out,
+            "final": {"count": len(order), **pool.counts(idx)},
+            "removed_total": ledger.total,
+            "removed_by_stage": dict(sorted(ledger.by_stage.items())),
+        }
+        write_instance_set(
+            _final(pool, order),
+            out / "instances",
+            shard_size=recipe.output.shard_size,
+            extra={"curation": {"recipe": recipe.name, "seed": recipe.seed, "count": len(order)}},
         )
-        idx = kept
-        if progress:
-            progress(label, len(idx), steps_out[-1]["in"])
-
-    order = list(idx)
-    if recipe.output.shuffle:
-        rng = np.random.Generator(np.random.PCG64(derive_seed(recipe.seed, "output.shuffle")))
-        order = [order[k] for k in rng.permutation(len(order))]
-    final = []
-    for i in order:
-        x = pool.items[i]
-        meta = dict(x.meta)
-        meta.setdefault("source", pool.source[i])
-        meta.setdefault("category", pool.category[i])
-        final.append(Instance(x.id, x.image, x.task, x.turns, meta))
-
-    summary: dict[str, Any] = {
-        "format": "vitune.curation/1",
-        "recipe": recipe.name,
-        "seed": recipe.seed,
-        "loaded": loaded,
-        "steps": steps_out,
-        "final": {"count": len(final), **pool.counts(idx)},
-        "removed_total": len(ledger),
-        "removed_by_stage": dict(sorted(Counter(r.stage for r in ledger.items).items())),
-    }
-    write_instance_set(
-        final,
-        out / "instances",
-        shard_size=recipe.output.shard_size,
-        extra={"curation": {"recipe": recipe.name, "seed": recipe.seed, "count": len(final)}},
-    )
-    if recipe.output.llava_json:
-        write_llava_json(final, out / "llava.json", with_task=recipe.output.with_task)
-    ledger.write(out / "removed.jsonl")
+        if recipe.output.llava_json:
+            write_llava_json(_final(pool, order), out / "llava.json", with_task=recipe.output.with_task)
     write_json(out / "curation.json", summary, indent=2)
     return {**summary, "cached": cached_flags}

@@ -37,7 +37,8 @@ SCHEMA = pa.schema(
 MANIFEST = "manifest.json"
 
 
-def _table(instances: list[Instance]) -> pa.Table:
+def instances_table(instances: list[Instance]) -> pa.Table:
+    """Instances as an Arrow table of `SCHEMA` (the shard layout)."""
     return pa.table(
         {
             "id": [i.id for i in instances],
@@ -54,7 +55,9 @@ def write_shard(instances: list[Instance], path: str | os.PathLike) -> Path:
     path = Path(path)
     with atomic_open(path, "wb", encoding=None) as fh:
         # Fixed writer options so the same instances give the same bytes.
-        pq.write_table(_table(instances), fh, compression="zstd", write_statistics=False, store_schema=True)
+        pq.write_table(
+            instances_table(instances), fh, compression="zstd", write_statistics=False, store_schema=True
+        )
     return path
 
 
