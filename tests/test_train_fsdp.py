@@ -20,8 +20,12 @@ import torch
 from transformers import LlavaForConditionalGeneration
 
 from recipe_helpers import tiny_recipe
+from vitune.data.instance import Instance
+from vitune.data.llava import write_llava_json
+from vitune.data.store import read_instances
 from vitune.train.loop import _check_same_modules
 from vitune.train.recipe import parse_recipe
+from vitune.train.sampler import modality_random_batches
 from vitune.train.stages import run_recipe
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "accelerate" / "fsdp-cpu-2proc.yaml"
@@ -127,3 +131,62 @@ def test_fsdp_refuses_images_on_some_processes_only():
     _check_same_modules([2, 0], world=2)  # all or none: fine
     with pytest.raises(RuntimeError, match="micro-batch 1"):
         _check_same_modules([2, 1], world=2)
+
+
+def _text_only_json(data: Path, path: Path, n: int) -> Path:
+    """ShareGPT-like text-only samples (LLaVA-1.5's mixture has ~40K): conversations without image."""
+    items = read_instances(data / "instances")[:n]
+    write_llava_json([Instance(f"text:{i.id}", None, "text_chat", i.turns) for i in items], path)
+    return path
+
+
+def _micro_step_modalities(flags: list[bool], batches: list[list[int]], steps: int, world: int, accum: int):
+    """'I' / 'T' per micro-step of the first `steps` steps, as the loop deals the plan to processes."""
+    out = []
+    for s in range(steps):
+        step = ""
+        for a in range(accum):
+            block = batches[(s * accum + a) * world : (s * accum + a + 1) * world]
+            kinds = {flags[i] for b in block for i in b}
+            assert len(kinds) == 1, (s, a)
+            step += "I" if kinds.pop() else "T"
+        out.append(step)
+    return out
+
+
+def test_fsdp_trains_text_only_mixture_like_one_process(tiny_world, tmp_path):
+    world, data = tiny_world
+    # 29 text-only samples next to 87 image ones; every part trains (the vision tower too, so its
+    # gradients must also survive steps whose last micro-step is text-only). 2 processes x 2
+    # accumulation steps. The FSDP run aligns its plan on modality by itself; the 1-process run asks
+    # for the same plan, so both train on the same global batches.
+    spec = tiny_recipe(world, data, max_steps=4, global_batch=8, seed=2, modality_aligned_processes=2)
+    spec["stages"] = [spec["stages"][-1]]
+    spec["stages"][0]["data"].append({"path": str(_text_only_json(data, tmp_path / "chat.json", 29))})
+    (tmp_path / "recipe.json").write_text(json.dumps(spec))
+    run_recipe(parse_recipe(spec), tmp_path / "one")
+    del spec["stages"][0]["modality_aligned_processes"]  # FSDP aligns by itself
+    (tmp_path / "recipe.json").write_text(json.dumps(spec))
+    proc = _launch(
+        29534, "-m", "vitune.cli", "train", str(tmp_path / "recipe.json"), "--out", str(tmp_path / "two")
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    s_one = json.loads((tmp_path / "one" / "stages" / "stage1" / "summary.json").read_text())
+    s_two = json.loads((tmp_path / "two" / "stages" / "stage1" / "summary.json").read_text())
+    assert (s_one["distributed"], s_two["distributed"]) == ("NO", "FSDP")
+    # 87 image samples: 21 whole micro-steps of 2 x 2 and one of batches of 2 and 1; 29 text-only:
+    # 7 whole micro-steps, and 1 sample that cannot give both processes a batch is dropped.
+    assert s_one["modality_aligned"] == s_two["modality_aligned"] == {"processes": 2, "dropped_per_epoch": 1}
+    assert [(d["image"], d["text_only"]) for d in s_two["data"]] == [(87, 0), (0, 29)]
+    # The steps run really mix modalities: one all text-only, one image then text-only.
+    flags = [True] * 87 + [False] * 29
+    assert _micro_step_modalities(flags, modality_random_batches(flags, 2, 2, 2, 0), 4, 2, 2) == [
+        "TT",
+        "II",
+        "IT",
+        "II",
+    ]
+    assert _losses(tmp_path / "two" / "stages" / "stage1") == pytest.approx(
+        _losses(tmp_path / "one" / "stages" / "stage1"), rel=1e-4
+    )
+    _assert_same_weights(tmp_path / "one" / "stages" / "stage1" / "model", tmp_path / "two" / "model")

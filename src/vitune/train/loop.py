@@ -14,7 +14,10 @@ gives the same loss curve as an uninterrupted run.
 Scale-out is accelerate's job (`accelerate launch` with DDP / FSDP / DeepSpeed configs); the loop
 only asks accelerate to prepare the model and optimizer and never shards data itself beyond the
 rank-strided stream above. Under FSDP (also on CPU processes, see `train/distributed.py`) the
-parameters become shards, so checkpoints gather full tensors first and are loaded after `prepare`.
+parameters become shards, so checkpoints gather full tensors first and are loaded after `prepare`,
+and every process must run the same modules in each micro-step: with text-only samples the plan
+must give the W micro-batches of a micro-step one modality (the aligned plans of `sampler.py`,
+which stages use under FSDP); `_check_same_modules` refuses a step that does not.
 
 Every `log_every` optimizer steps a line goes to `metrics.jsonl` (loss, lr, tokens/s, padding
 fraction) and to the optional progress callback.
@@ -300,7 +303,13 @@ def train(
             )
             n_sup_all = max(1, int(counts_all[0]))
             if sharded:
-                _check_same_modules(counts_all[1:], world)
+                with_images = counts_all[1:]
+                _check_same_modules(with_images, world)
+                # Gradients accumulated without sync are reduced in the synced (last) backward, and
+                # older FSDP2 (torch 2.4's) reduces only the groups that run in it: a step ending on a
+                # text-only micro-step would drop the vision tower's accumulated gradients. Image
+                # micro-steps go last (the same order everywhere: it comes from reduced counts).
+                micro = [micro[k] for k in sorted(range(len(micro)), key=lambda k: with_images[k] > 0)]
             local_loss = 0.0
             for k, b in enumerate(micro):
                 b = {key: (v.to(acc.device) if torch.is_tensor(v) else v) for key, v in b.items()}
@@ -394,13 +403,15 @@ def _check_same_modules(with_images: list[float], world: int) -> None:
     Under FSDP every process must run the same sharded modules in the same order (each one
     all-gathers its weights collectively); a text-only micro-batch skips the vision tower and the
     projector, so the processes would wait on different collectives (DDP copes, through
-    find_unused_parameters). Failing here, on every process at once, beats a hang.
+    find_unused_parameters). Stages plan around it (`stages.modality_alignment`); this is the safety
+    net for any other plan: failing here, on every process at once, beats a hang.
     """
     mixed = [k for k, n in enumerate(with_images) if 0 < n < world]
     if mixed:
         raise RuntimeError(
             f"FSDP: micro-batch {mixed[0]} of this step has images on some processes and not on others "
-            "(text-only samples); train text-only mixtures with DDP, or without text-only samples"
+            f"(text-only samples); give the loop a plan whose every {world} consecutive micro-batches "
+            "share a modality (sampler.py's align; stages do this under FSDP), or train with DDP"
         )
 
 

@@ -44,7 +44,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from vitune.train.labels import IGNORE_INDEX, TrainDataset
-from vitune.train.sampler import epoch_generator, length_grouped_steps
+from vitune.train.sampler import epoch_generator, length_grouped_steps, modality_grouped_batches
 
 Row = tuple[int, ...]
 
@@ -74,21 +74,30 @@ def best_fit_decreasing(indices: Sequence[int], lengths: Sequence[int], max_leng
 
 
 def pack_rows(
-    lengths: Sequence[int], max_length: int, *, seed: int = 0, epoch: int = 0, window: int = 1024
+    lengths: Sequence[int],
+    max_length: int,
+    *,
+    seed: int = 0,
+    epoch: int = 0,
+    window: int = 1024,
+    has_image: Sequence[bool] | None = None,
 ) -> list[list[int]]:
     """Pack every index once into rows of at most `max_length` tokens.
 
     The data set is shuffled with a generator seeded by (seed, epoch) and packed window by window:
     a window of ~1K samples already fills rows almost perfectly, while packing the whole data set at
-    once would put the same samples together in every epoch.
+    once would put the same samples together in every epoch. With `has_image`, image and text-only
+    samples are packed apart (image rows first), so every row holds one modality.
     """
     if max_length < 1 or window < 1:
         raise ValueError("max_length and window must be at least 1")
     g = epoch_generator(seed, epoch, "pack")
     order = torch.randperm(len(lengths), generator=g).tolist()
+    parts = [order] if has_image is None else [[i for i in order if has_image[i] is m] for m in (True, False)]
     rows: list[list[int]] = []
-    for start in range(0, len(order), window):
-        rows += best_fit_decreasing(order[start : start + window], lengths, max_length)
+    for part in parts:
+        for start in range(0, len(part), window):
+            rows += best_fit_decreasing(part[start : start + window], lengths, max_length)
     return rows
 
 
@@ -99,6 +108,12 @@ class PackedBatchSampler(Sampler[list[Row]]):
     `DataLoader(PackedDataset(ds), batch_sampler=sampler, collate_fn=partial(collate_packed, pad_id=...))`.
     Rows mix image and text-only samples freely (Llava handles mixed rows); grouping the rows by
     length puts the few part-filled rows of each window together, so padding between rows stays low.
+
+    For FSDP, where every process must run the vision tower in the same micro-steps, pass
+    `has_image` and `align` (the process count; `group` = processes x accumulation steps, a multiple
+    of it): rows are then packed per modality, and batched like `sampler.modality_grouped_batches`
+    (every `align` consecutive batches share a modality; a modality's last rows that cannot give
+    every process a batch are dropped and counted by `dropped_in_epoch`).
     """
 
     def __init__(
@@ -111,9 +126,19 @@ class PackedBatchSampler(Sampler[list[Row]]):
         window: int = 1024,
         group: int = 1,
         mega_batch_mult: int = 50,
+        has_image: Sequence[bool] | None = None,
+        align: int = 1,
     ) -> None:
         if rows_per_batch < 1:
             raise ValueError("rows_per_batch must be at least 1")
+        if align > 1 and has_image is None:
+            raise ValueError("align > 1 needs has_image: rows are then packed per modality")
+        if has_image is not None and len(has_image) != len(lengths):
+            raise ValueError(f"{len(lengths)} lengths but {len(has_image)} modality flags")
+        if align < 1 or group % align:
+            raise ValueError(f"align must be at least 1 and divide group {group}, not {align}")
+        self.has_image = None if has_image is None else [bool(f) for f in has_image]
+        self.align = align
         self.lengths = list(lengths)
         self.max_length = max_length
         self.rows_per_batch = rows_per_batch
@@ -122,7 +147,7 @@ class PackedBatchSampler(Sampler[list[Row]]):
         self.group = group
         self.mega_batch_mult = mega_batch_mult
         self.epoch = 0
-        self._cache: tuple[int, list[list[Row]]] | None = None
+        self._cache: tuple[int, list[list[Row]], int] | None = None  # (epoch, batches, dropped)
 
     @classmethod
     def from_dataset(
@@ -137,9 +162,31 @@ class PackedBatchSampler(Sampler[list[Row]]):
         """The batches of `epoch`; a pure function of (lengths, settings, seed, epoch)."""
         if self._cache is not None and self._cache[0] == epoch:
             return self._cache[1]
-        rows = pack_rows(self.lengths, self.max_length, seed=self.seed, epoch=epoch, window=self.window)
+        rows = pack_rows(
+            self.lengths,
+            self.max_length,
+            seed=self.seed,
+            epoch=epoch,
+            window=self.window,
+            has_image=self.has_image,
+        )
         row_len = [sum(self.lengths[i] for i in r) for r in rows]
         g = epoch_generator(self.seed, epoch, "packed-batches")
+        if self.has_image is not None:
+            flags = [self.has_image[r[0]] for r in rows]  # one modality per row
+            grouped = modality_grouped_batches(
+                row_len,
+                flags,
+                self.rows_per_batch,
+                g,
+                group=self.group,
+                align=self.align,
+                mega_batch_mult=self.mega_batch_mult,
+            )
+            out = [[tuple(rows[r]) for r in batch] for batch in grouped]
+            kept = sum(len(row) for batch in out for row in batch)
+            self._cache = (epoch, out, len(self.lengths) - kept)
+            return out
         steps = length_grouped_steps(
             range(len(rows)),
             row_len,
@@ -150,8 +197,14 @@ class PackedBatchSampler(Sampler[list[Row]]):
         )
         order = torch.randperm(len(steps), generator=g).tolist()
         out = [[tuple(rows[r]) for r in batch] for k in order for batch in steps[k]]
-        self._cache = (epoch, out)
+        self._cache = (epoch, out, 0)
         return out
+
+    def dropped_in_epoch(self, epoch: int) -> int:
+        """Samples left out of `epoch` (rows re-pack every epoch, so the count can change)."""
+        self.batches(epoch)
+        assert self._cache is not None
+        return self._cache[2]
 
     def __iter__(self) -> Iterator[list[Row]]:
         epoch = self.epoch

@@ -135,6 +135,12 @@ class StageSpec(_Strict):
     seed: int = 0
     group_by_length: bool = False
     packing: bool = False
+    # FSDP runs the vision tower on every process or on none in each micro-step, so with text-only
+    # samples in the data the plan keeps each micro-step's micro-batches (one per process) to one
+    # modality. None: aligned for the process count under FSDP, unconstrained otherwise (the plan
+    # of 1 process and DDP stays as it was); N: aligned for N processes whatever the launch, e.g. to
+    # train 1 process on exactly the batches of an N-process FSDP run.
+    modality_aligned_processes: int | None = Field(default=None, ge=1)
     gradient_checkpointing: bool = False
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16 on a GPU that has it
     save_every: int | None = Field(default=None, ge=1)  # optimizer steps between resumable checkpoints
@@ -154,6 +160,12 @@ class StageSpec(_Strict):
             raise ValueError(
                 f"stage {self.name!r}: global_batch {self.global_batch} is not a multiple of "
                 f"per_device_batch {self.per_device_batch}"
+            )
+        n = self.modality_aligned_processes
+        if n is not None and (self.global_batch // self.per_device_batch) % n:
+            raise ValueError(
+                f"stage {self.name!r}: modality_aligned_processes {n} must divide the "
+                f"{self.global_batch // self.per_device_batch} micro-batches of an optimizer step"
             )
         if "lora" in (self.train.vision, self.train.llm) and self.lora is None:
             self.lora = LoraSpec()

@@ -244,10 +244,22 @@ def run_instruct_stage(
     if acc.is_main_process:
         stage_dir.mkdir(parents=True, exist_ok=True)
         ledger.write(stage_dir / "rejected.jsonl")
-    data, plan, collate_fn = _plan_and_collate(st, dataset, tok.pad_token_id)
+    align = modality_alignment(st, acc.num_processes, is_sharded(acc), dataset.has_image())
+    data, plan, collate_fn, dropped = _plan_and_collate(st, dataset, tok.pad_token_id, align)
+    if align > 1:
+        log.log(
+            logging.WARNING if dropped else logging.INFO,
+            "stage %s: each micro-step's micro-batches share a modality (aligned for %d processes); "
+            "%d samples per epoch dropped (a modality's last samples, too few for one per process)",
+            st.name,
+            align,
+            dropped,
+        )
     result = train(
         model, data, collate_fn, cfg, stage_dir, progress, plan=plan, resume=resume, accelerator=acc
     )
+    if align > 1:
+        result["modality_aligned"] = {"processes": align, "dropped_per_epoch": dropped}
     if is_sharded(acc):
         model = _gather_for_export(acc, model, model_dir, st)
     if uses_lora and acc.is_main_process:
@@ -288,23 +300,61 @@ def _gather_for_export(acc: Any, model: Any, model_dir: Path, st: StageSpec) -> 
     return plain
 
 
-def _plan_and_collate(st: StageSpec, dataset: StageDataset, pad_id: int):
-    """(dataset, plan, collate) for the stage's batching: random (LLaVA's default), grouped by
-    modality and length (`group_by_length`), or packed rows of several samples (`packing`)."""
+def modality_alignment(st: StageSpec, processes: int, sharded: bool, has_image: Sequence[bool]) -> int:
+    """How many consecutive micro-batches of the stage's plan must share a modality (1: any plan).
+
+    Under FSDP a micro-step's micro-batches (one per process) must all have images or all be
+    text-only (`loop._check_same_modules`). Data of one modality needs nothing, so such a stage
+    keeps the plan of an unsharded run.
+    """
+    if all(has_image) or not any(has_image):
+        return 1
+    unit = st.modality_aligned_processes or (processes if sharded else 1)
+    if sharded and unit % processes:
+        raise RecipeError(
+            f"stage {st.name!r}: FSDP on {processes} processes with text-only samples needs the "
+            f"micro-batches of each micro-step to share a modality; modality_aligned_processes must "
+            f"be a multiple of {processes} (or unset), not {unit}"
+        )
+    return unit
+
+
+def _plan_and_collate(st: StageSpec, dataset: StageDataset, pad_id: int, align: int = 1):
+    """(dataset, plan, collate, samples dropped from epoch 0) for the stage's batching: random
+    (LLaVA's default), grouped by modality and length (`group_by_length`), or packed rows of several
+    samples (`packing`); with `align` > 1, each variant's modality-aligned form (sampler.py)."""
+    # Micro-batches per optimizer step whatever the process count (processes x accumulation), so
+    # the aligned plan of N processes and of 1 process emulating them are the same.
+    group = st.global_batch // st.per_device_batch
     if st.packing:
         from vitune.train.packing import PackedBatchSampler, PackedDataset, collate_packed
 
-        sampler = PackedBatchSampler(dataset.lengths(), st.max_length, st.per_device_batch, seed=st.seed)
-        return PackedDataset(dataset), sampler.batches, partial(collate_packed, pad_id=pad_id)
+        aligned = {"group": group, "has_image": dataset.has_image(), "align": align} if align > 1 else {}
+        sampler = PackedBatchSampler(
+            dataset.lengths(), st.max_length, st.per_device_batch, seed=st.seed, **aligned
+        )
+        collate_rows = partial(collate_packed, pad_id=pad_id)
+        return PackedDataset(dataset), sampler.batches, collate_rows, sampler.dropped_in_epoch(0)
     collate_fn = partial(collate, pad_id=pad_id)
     if st.group_by_length:
         from vitune.train.sampler import ModalityLengthGroupedBatchSampler
 
         grouped = ModalityLengthGroupedBatchSampler(
-            dataset.lengths(), dataset.has_image(), st.per_device_batch, seed=st.seed
+            dataset.lengths(),
+            dataset.has_image(),
+            st.per_device_batch,
+            seed=st.seed,
+            **({"group": group, "align": align} if align > 1 else {}),
         )
-        return dataset, grouped.batches, collate_fn
-    return dataset, random_plan(len(dataset), st.per_device_batch, st.seed), collate_fn
+        return dataset, grouped.batches, collate_fn, grouped.dropped_per_epoch()
+    if align > 1:
+        from vitune.train.sampler import dropped_samples, modality_random_batches
+
+        flags = dataset.has_image()
+        plan = partial(modality_random_batches, flags, st.per_device_batch, align, st.seed)
+        counts = (sum(flags), len(flags) - sum(flags))
+        return dataset, plan, collate_fn, sum(dropped_samples(n, st.per_device_batch, align) for n in counts)
+    return dataset, random_plan(len(dataset), st.per_device_batch, st.seed), collate_fn, 0
 
 
 def run_dense_stage(
