@@ -71,6 +71,8 @@ def test_fsdp_two_processes_match_one(tiny_world, tmp_path):
         29532, "-m", "vitune.cli", "train", str(tmp_path / "recipe.json"), "--out", str(tmp_path / "two")
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # One summary table for the job, printed by the first process only.
+    assert (proc.stdout + proc.stderr).count("first loss") == 1
     s_one = json.loads((tmp_path / "one" / "stages" / "stage1" / "summary.json").read_text())
     s_two = json.loads((tmp_path / "two" / "stages" / "stage1" / "summary.json").read_text())
     # FSDP for real: accelerate alone would have fallen back to DDP on CPU processes.

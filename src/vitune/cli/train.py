@@ -10,7 +10,7 @@ from rich.table import Table
 
 from vitune.cli.app import app
 from vitune.cli.mix import _parse_vars
-from vitune.utils.progress import console, make_progress, stage_bars
+from vitune.utils.progress import console, is_main_process, make_progress, stage_bars
 
 
 @app.command()
@@ -47,12 +47,15 @@ def train(
     except RecipeError as e:
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from None
-    with make_progress() as prog:
+    main = is_main_process()
+    with make_progress(disable=not main) as prog:
         try:
             result = run_recipe(rec, out, only_stage=stage, resume=resume, progress=stage_bars(prog))
         except RecipeError as e:
             console.print(f"[red]error:[/red] {e}")
             raise typer.Exit(2) from None
+    if not main:
+        return  # under `accelerate launch` the first process reports for all
     table = Table("stage", "steps", "first loss", "last loss", "model")
     for name, r in result["stages"].items():
         fl, ll = r.get("first_loss"), r.get("last_loss")

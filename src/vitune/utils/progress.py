@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -15,7 +17,7 @@ from rich.progress import (
 console = Console(stderr=True)
 
 
-def make_progress() -> Progress:
+def make_progress(*, disable: bool = False) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -26,7 +28,14 @@ def make_progress() -> Progress:
         TimeRemainingColumn(),
         console=console,
         transient=False,
+        disable=disable,
     )
+
+
+def is_main_process() -> bool:
+    """False in every process but the first of an `accelerate launch` / torchrun job (RANK is set by
+    the launcher before anything else runs): only the first prints bars and summaries."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def stage_bars(prog: Progress):
