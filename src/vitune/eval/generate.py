@@ -2,7 +2,7 @@
 
 The model and processor are loaded with plain transformers (`LlavaForConditionalGeneration` +
 `AutoProcessor`), i.e. exactly what a user of the exported model gets. Prompts are LLaVA's
-(`generation_prompt`, identical to the saved `vicuna_v1` chat template), images go through
+(`generation_prompt`, identical to the checkpoint's saved chat template), images go through
 `load_rgb -> expand2square -> processor` as in training.
 
 Why batching does not change answers:
@@ -18,10 +18,11 @@ Why batching does not change answers:
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from PIL import Image
@@ -43,17 +44,6 @@ class GenItem:
 def _prepare_image(image: str | os.PathLike | Image.Image, image_processor: object) -> Image.Image:
     img = image if isinstance(image, Image.Image) else load_rgb(image)
     return expand2square(img.convert("RGB"), pad_color(image_processor))
-
-
-@contextlib.contextmanager
-def _left_padding(tokenizer) -> Iterator[None]:
-    # Restore the caller's setting: training collators rely on right padding.
-    old = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    try:
-        yield
-    finally:
-        tokenizer.padding_side = old
 
 
 class Generator:
@@ -105,13 +95,19 @@ class Generator:
         if batch:
             yield batch
 
-    @torch.inference_mode()
-    def _generate_batch(self, prompts: list[str], images: list[Image.Image] | None) -> list[str]:
-        with _left_padding(self.tokenizer):
-            inputs = self.processor(images=images, text=prompts, return_tensors="pt", padding=True)
+    def _inputs(self, prompts: list[str], images: list[Image.Image] | None) -> Any:
+        # padding_side as an argument, not by setting the tokenizer's: a training collator that
+        # shares the tokenizer relies on right padding, and this runs on a prefetch thread.
+        inputs = self.processor(
+            images=images, text=prompts, return_tensors="pt", padding=True, padding_side="left"
+        )
         inputs = inputs.to(self.model.device)
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        return inputs
+
+    @torch.inference_mode()
+    def _run(self, inputs: Any) -> list[str]:
         pad_id = self.tokenizer.pad_token_id
         if pad_id is None:
             pad_id = self.tokenizer.eos_token_id
@@ -133,22 +129,46 @@ class Generator:
         texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
         return [t.strip() for t in texts]
 
-    def generate(self, items: Sequence[GenItem]) -> list[str]:
-        """Answer every item; the result is in input order and does not depend on `batch_size`."""
-        if not items:
+    def _generate_batch(self, prompts: list[str], images: list[Image.Image] | None) -> list[str]:
+        """One batch, as given (no reordering)."""
+        return self._run(self._inputs(prompts, images))
+
+    def answer(self, prompts: Sequence[str], images: Sequence[Any]) -> list[str]:
+        """Answer rendered prompts (`images[i]`: a path, a PIL image, or None for text-only).
+
+        Batches go in length order; results come back in input order. Images are loaded per batch
+        (a 100K-question run never holds them all), and the next batch's images are loaded and
+        processed on a thread while the current batch generates: PIL and the image processor
+        release the GIL for most of that work, so it overlaps the model instead of adding to it.
+        """
+        if not prompts:
             return []
-        has_image = [it.image is not None for it in items]
-        prompts = [self.prompt(it.text, h) for it, h in zip(items, has_image, strict=True)]
-        answers: list[str | None] = [None] * len(items)
-        for batch in self._batches(self._order(prompts, has_image), has_image):
-            # Images are loaded per batch: a 100K-question run never holds them all in memory.
-            images = (
-                [_prepare_image(items[i].image, self.processor.image_processor) for i in batch]
+        has_image = [im is not None for im in images]
+        batches = list(self._batches(self._order(prompts, has_image), has_image))
+
+        def prepare(batch: list[int]) -> Any:
+            imgs = (
+                [_prepare_image(images[i], self.processor.image_processor) for i in batch]
                 if has_image[batch[0]]
                 else None
-            )  # type: ignore[arg-type]
-            for i, text in zip(batch, self._generate_batch([prompts[i] for i in batch], images), strict=True):
-                answers[i] = text
-        return [a if a is not None else "" for a in answers]
+            )
+            return self._inputs([prompts[i] for i in batch], imgs)
+
+        answers = [""] * len(prompts)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(prepare, batches[0])
+            for k, batch in enumerate(batches):
+                inputs = pending.result()
+                if k + 1 < len(batches):
+                    pending = pool.submit(prepare, batches[k + 1])
+                for i, text in zip(batch, self._run(inputs), strict=True):
+                    answers[i] = text
+        return answers
+
+    def generate(self, items: Sequence[GenItem]) -> list[str]:
+        """Answer every item; the result is in input order and does not depend on `batch_size`."""
+        has_image = [it.image is not None for it in items]
+        prompts = [self.prompt(it.text, h) for it, h in zip(items, has_image, strict=True)]
+        return self.answer(prompts, [it.image for it in items])
 
     __call__ = generate

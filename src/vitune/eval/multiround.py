@@ -32,7 +32,7 @@ from typing import Any
 from PIL import Image
 
 from vitune.eval.benchmarks.base import BenchItem, Benchmark, get_benchmark, to_gen_item
-from vitune.eval.generate import Generator, _prepare_image
+from vitune.eval.generate import Generator
 from vitune.eval.judge import Judge
 from vitune.train.templates import generation_prompt
 from vitune.utils.atomic import write_json
@@ -75,16 +75,7 @@ class DialogGenerator(Generator):
             return []
         has_image = [im is not None for im in images]
         self.check_lengths(prompts, has_image)
-        answers: list[str] = [""] * len(prompts)
-        for batch in self._batches(self._order(prompts, has_image), has_image):
-            imgs = (
-                [_prepare_image(images[i], self.processor.image_processor) for i in batch]
-                if has_image[batch[0]]
-                else None
-            )
-            for i, text in zip(batch, self._generate_batch([prompts[i] for i in batch], imgs), strict=True):
-                answers[i] = text
-        return answers
+        return self.answer(prompts, images)
 
 
 def _root(image_root: ImageRoot, bench: str) -> str | os.PathLike | None:
