@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -124,6 +125,16 @@ def test_world_benchmark_table(run):
     for name, res in bench.items():
         assert res["n_unanswered"] == 0 and res["n_items"] == res["n_generated"] + res["n_cached"] > 0, name
     assert (cfg.work / "bench" / "results" / "results.md").exists()
+
+
+def test_report_page(run):
+    cfg, out = run
+    md = Path(out["report"]).read_text()
+    for name, st in out["train"]["stages"].items():
+        assert f"| {name} | done |" in md and f"| {st['first_loss']:.3f} | {st['last_loss']:.3f} |" in md
+    vqa = out["bench"]["benchmarks"]["vqav2"]["overall"]
+    assert "| vqav2 | overall | vqa_accuracy |" in md and f"{vqa:.2f}" in md
+    assert (cfg.work / "report" / "loss_curves.png").stat().st_size > 10_000
 
 
 @pytest.mark.parametrize(

@@ -53,6 +53,7 @@ def quickstart(
         title = "Held-out VQAv2 questions: one at a time vs one dialog per image (COCO-IFT)"
         console.print(multiround_table(results["multiround"], title))
     console.print(f"results: {work / 'eval'}")
+    console.print(f"report: {results['report']}")
 
 
 def results_table(results: dict) -> Table:

@@ -19,6 +19,7 @@ Why batching does not change answers:
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,6 +40,15 @@ class GenItem:
 
     text: str
     image: str | os.PathLike | Image.Image | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """One answer with what an API reports about it (`Generator.complete`)."""
+
+    text: str
+    n_tokens: int  # new tokens, the stop token included, the padding after it not
+    stopped: bool  # True: ended on an eos token; False: cut off at max_new_tokens
 
 
 def _prepare_image(image: str | os.PathLike | Image.Image, image_processor: object) -> Image.Image:
@@ -69,6 +79,10 @@ class Generator:
         )
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
+        # A fast tokenizer must not be used from two threads at once (padding settings are set on
+        # the shared Rust object per call: "Already borrowed"); the prefetch thread encodes while
+        # this one may be decoding the previous batch.
+        self._tokenizer_lock = threading.Lock()
 
     @classmethod
     def from_dir(cls, model_dir: str | os.PathLike, *, device: str = "cpu", **kwargs) -> Generator:
@@ -98,16 +112,24 @@ class Generator:
     def _inputs(self, prompts: list[str], images: list[Image.Image] | None) -> Any:
         # padding_side as an argument, not by setting the tokenizer's: a training collator that
         # shares the tokenizer relies on right padding, and this runs on a prefetch thread.
-        inputs = self.processor(
-            images=images, text=prompts, return_tensors="pt", padding=True, padding_side="left"
-        )
+        with self._tokenizer_lock:
+            inputs = self.processor(
+                images=images, text=prompts, return_tensors="pt", padding=True, padding_side="left"
+            )
         inputs = inputs.to(self.model.device)
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
         return inputs
 
+    def _stop(self, row: torch.Tensor) -> tuple[int, bool]:
+        """(tokens generated, ended on eos) of one row of new tokens; finished rows are padded after eos."""
+        eos = self.model.generation_config.eos_token_id
+        eos_ids = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+        hits = torch.isin(row, torch.tensor(eos_ids, dtype=row.dtype, device=row.device)).nonzero()
+        return (int(hits[0]) + 1, True) if len(hits) else (int(row.shape[0]), False)
+
     @torch.inference_mode()
-    def _run(self, inputs: Any) -> list[str]:
+    def _run(self, inputs: Any) -> list[Completion]:
         pad_id = self.tokenizer.pad_token_id
         if pad_id is None:
             pad_id = self.tokenizer.eos_token_id
@@ -126,15 +148,20 @@ class Generator:
         )
         # Left padding: every row's prompt ends at the same column, so new tokens start there.
         new_tokens = out[:, inputs["input_ids"].shape[1] :]
-        texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-        return [t.strip() for t in texts]
+        with self._tokenizer_lock:
+            texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        return [Completion(t.strip(), *self._stop(row)) for t, row in zip(texts, new_tokens, strict=True)]
 
     def _generate_batch(self, prompts: list[str], images: list[Image.Image] | None) -> list[str]:
         """One batch, as given (no reordering)."""
-        return self._run(self._inputs(prompts, images))
+        return [c.text for c in self._run(self._inputs(prompts, images))]
 
     def answer(self, prompts: Sequence[str], images: Sequence[Any]) -> list[str]:
-        """Answer rendered prompts (`images[i]`: a path, a PIL image, or None for text-only).
+        """Answer rendered prompts (`images[i]`: a path, a PIL image, or None for text-only)."""
+        return [c.text for c in self.complete(prompts, images)]
+
+    def complete(self, prompts: Sequence[str], images: Sequence[Any]) -> list[Completion]:
+        """`answer`, with each answer's token count and whether it ended on eos (for an API's usage).
 
         Batches go in length order; results come back in input order. Images are loaded per batch
         (a 100K-question run never holds them all), and the next batch's images are loaded and
@@ -154,15 +181,15 @@ class Generator:
             )
             return self._inputs([prompts[i] for i in batch], imgs)
 
-        answers = [""] * len(prompts)
+        answers: list[Completion] = [Completion("", 0, False)] * len(prompts)
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending = pool.submit(prepare, batches[0])
             for k, batch in enumerate(batches):
                 inputs = pending.result()
                 if k + 1 < len(batches):
                     pending = pool.submit(prepare, batches[k + 1])
-                for i, text in zip(batch, self._run(inputs), strict=True):
-                    answers[i] = text
+                for i, done in zip(batch, self._run(inputs), strict=True):
+                    answers[i] = done
         return answers
 
     def generate(self, items: Sequence[GenItem]) -> list[str]:

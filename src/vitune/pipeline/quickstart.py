@@ -320,6 +320,25 @@ def config_dict(cfg: QuickstartConfig) -> dict[str, Any]:
     return d
 
 
+def write_quickstart_report(cfg: QuickstartConfig) -> Path:
+    """report/report.md: the training stages with loss curves and the world benchmark table.
+
+    Rewritten on every run (it only reads what the steps wrote, in a second)."""
+    from vitune.eval.runner import load_results
+    from vitune.report import read_train_run, write_report
+
+    bench = cfg.work / "bench" / "results"
+    evals = {"world benchmarks": load_results(bench)} if (bench / "results.json").exists() else None
+    sources = [str(cfg.work / "train"), *([str(bench)] if evals else [])]
+    return write_report(
+        cfg.work / "report",
+        train=read_train_run(cfg.work / "train"),
+        evals=evals,
+        sources=sources,
+        title="vitune quickstart",
+    )
+
+
 def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
     """Run (or resume) every step; returns each step's result."""
     from vitune.utils.progress import console, make_progress, stage_bars
@@ -349,6 +368,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
         if cfg.multiround_images:
             with console.status("multiround: each image's questions as one dialog"):
                 out["multiround"] = step_multiround(cfg, say)
+    out["report"] = str(write_quickstart_report(cfg))
     out["seconds"] = round(time.perf_counter() - t0, 1)
     write_json(cfg.work / "results.json", out, indent=2)
     say(f"quickstart finished in {out['seconds']} s")

@@ -1,0 +1,206 @@
+"""The OpenAI chat-completions request format, read into a `ChatRequest` or refused with a clear error.
+
+What is accepted (and why):
+
+- `messages`: roles `system` / `developer`, `user`, `assistant`; content a string or a list of parts
+  `{"type": "text", "text": ...}` and `{"type": "image_url", "image_url": {"url": ...}}`. Text parts
+  of one message are joined without a separator, as the checkpoint's saved Jinja chat template does.
+- After any system messages, user and assistant alternate, starting and ending with user: the
+  template renders exactly that shape (`train/templates.generation_prompt`).
+- System messages: LLaVA's templates have a fixed system prompt, and training never saw another,
+  so it stays; the text of leading system messages is put before the first user message (joined
+  by a blank line), so what the client asked for still reaches the model. A system message after
+  the first user message is refused.
+- At most one image per conversation, in the first user message: LLaVA-1.5 was trained with one
+  image, placed at the start of the first user turn. The literal `<image>` token in text is refused
+  (it would be an image slot with no image).
+- Greedy decoding only. A sampling field is accepted when absent, null or at its neutral value
+  (`temperature` 0, `top_p` 1, `n` 1, `stream` false, ...); any other value is refused with a 400
+  naming the field, never silently ignored. Fields that do not change a greedy answer (`seed`,
+  `user`, `metadata`, ...) are ignored.
+- `max_tokens` (or `max_completion_tokens`): at least 1 and at most the server's cap; when absent,
+  the cap (or what the model's positions leave, if less).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from vitune.data.instance import IMAGE_TOKEN
+
+# Field -> the values that leave greedy decoding unchanged (None is always accepted too).
+NEUTRAL: dict[str, tuple[Any, ...]] = {
+    "temperature": (0,),
+    "top_p": (1,),
+    "top_k": (-1, 0),  # vLLM's spelling of "off"
+    "min_p": (0,),
+    "frequency_penalty": (0,),
+    "presence_penalty": (0,),
+    "repetition_penalty": (1,),
+    "best_of": (1,),
+    "logprobs": (False,),
+    "top_logprobs": (0,),
+    "stop": ("", ()),
+    "logit_bias": ({},),
+    "tools": ((),),
+    "response_format": ({"type": "text"},),
+}
+
+
+class RequestError(Exception):
+    """A request the server refuses: an HTTP status, a message for the client and the field at fault."""
+
+    def __init__(self, status: int, message: str, param: str | None = None, kind: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.param = param
+        self.kind = kind or ("invalid_request_error" if status < 500 else "server_error")
+
+    def payload(self) -> dict[str, Any]:
+        """OpenAI's error body, which its clients parse."""
+        return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": None}}
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """A validated chat request: `(role, text)` turns ending with a user turn, and the image source."""
+
+    turns: list[tuple[str, str]]
+    image_url: str | None
+    max_tokens: int | None  # None: the server's default
+    model: str | None
+
+
+def _bad(message: str, param: str | None = None) -> RequestError:
+    return RequestError(400, message, param)
+
+
+def _is_neutral(value: Any, neutral: tuple[Any, ...]) -> bool:
+    if isinstance(value, list):
+        value = tuple(value)
+    # bool is an int, but `temperature: false` is not a temperature (nor `logprobs: 0` a flag).
+    return any(v == value and isinstance(v, bool) == isinstance(value, bool) for v in neutral)
+
+
+def check_decoding(body: dict[str, Any]) -> None:
+    """Refuse every setting this greedy, non-streaming, single-choice server cannot honour."""
+    if body.get("stream"):
+        raise _bad("stream is not supported by this server; send stream=false (or leave it out)", "stream")
+    n = body.get("n")
+    if n is not None and (isinstance(n, bool) or n != 1):
+        raise _bad(f"n must be 1 (this server returns one greedy choice), got {n!r}", "n")
+    for field, neutral in NEUTRAL.items():
+        value = body.get(field)
+        if value is not None and not _is_neutral(value, neutral):
+            shown = " or ".join(repr(v) for v in neutral)
+            raise _bad(
+                f"{field}={value!r} is not supported: this server decodes greedily; "
+                f"leave {field} out or set it to {shown}",
+                field,
+            )
+
+
+def read_max_tokens(body: dict[str, Any], cap: int) -> int | None:
+    field = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    value = body.get(field)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _bad(f"{field} must be a positive integer, got {value!r}", field)
+    if value > cap:
+        raise _bad(
+            f"{field}={value} is above this server's cap of {cap} (vitune serve --max-tokens-cap)", field
+        )
+    return value
+
+
+def _content(content: Any, param: str, allow_images: bool) -> tuple[str, list[str]]:
+    """(text, image urls) of one message's content."""
+    if isinstance(content, str):
+        return content, []
+    if not isinstance(content, list):
+        raise _bad(f"{param}.content must be a string or a list of content parts", f"{param}.content")
+    texts: list[str] = []
+    images: list[str] = []
+    for j, part in enumerate(content):
+        where = f"{param}.content[{j}]"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        elif kind == "image_url":
+            if not allow_images:
+                raise _bad(f"{where}: only user messages may hold an image", where)
+            ref = part.get("image_url")
+            url = ref.get("url") if isinstance(ref, dict) else ref
+            if not isinstance(url, str) or not url:
+                raise _bad(f'{where}: image_url needs a "url" string', where)
+            images.append(url)
+        else:
+            raise _bad(
+                f'{where}: unsupported content part (expected {{"type": "text", "text": ...}} or '
+                f'{{"type": "image_url", "image_url": {{"url": ...}}}})',
+                where,
+            )
+    return "".join(texts), images
+
+
+def parse_chat(body: Any, max_tokens_cap: int) -> ChatRequest:
+    """Validate an OpenAI chat-completions body (already JSON-decoded); see the module doc."""
+    if not isinstance(body, dict):
+        raise _bad("the request body must be a JSON object")
+    check_decoding(body)
+    max_tokens = read_max_tokens(body, max_tokens_cap)
+    model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        raise _bad("model must be a string", "model")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise _bad("messages must be a non-empty list of chat messages", "messages")
+
+    system: list[str] = []
+    turns: list[tuple[str, str]] = []
+    image: str | None = None
+    for i, msg in enumerate(messages):
+        param = f"messages[{i}]"
+        if not isinstance(msg, dict):
+            raise _bad(f"{param} must be an object with role and content", param)
+        role = msg.get("role")
+        if role in ("system", "developer"):
+            if turns:
+                raise _bad(f"{param}: system messages are only accepted before the first user message", param)
+            text, _ = _content(msg.get("content"), param, allow_images=False)
+            system.append(text)
+            continue
+        if role not in ("user", "assistant"):
+            raise _bad(f"{param}: unsupported role {role!r} (system, user, assistant)", f"{param}.role")
+        expected = "user" if not turns or turns[-1][0] == "assistant" else "assistant"
+        if role != expected:
+            raise _bad(
+                f"{param}: expected a {expected} message; after any system messages, user and assistant "
+                "messages must alternate, starting with user",
+                f"{param}.role",
+            )
+        text, images = _content(msg.get("content"), param, allow_images=role == "user")
+        if IMAGE_TOKEN in text:
+            raise _bad(
+                f"{param}: the text must not contain {IMAGE_TOKEN}; send the image as an image_url part"
+            )
+        if images:
+            if image is not None or len(images) > 1:
+                raise _bad(f"{param}: at most one image per conversation (LLaVA-1.5 sees one image)", param)
+            if turns:
+                raise _bad(
+                    f"{param}: the image must be in the first user message, where LLaVA places it", param
+                )
+            image = images[0]
+        turns.append((role, text))
+    if not turns:
+        raise _bad("messages holds no user message", "messages")
+    if turns[-1][0] != "user":
+        raise _bad("the last message must be a user message (the server answers it)", "messages")
+    if system:
+        first = "\n\n".join([*system, turns[0][1]])
+        turns[0] = ("user", first)
+    return ChatRequest(turns, image, max_tokens, model)

@@ -1,0 +1,461 @@
+"""`vitune serve`: a tiny saved Llava behind the OpenAI-compatible API on a real 127.0.0.1 socket.
+
+Answers must be the `Generator`'s (the same prompt and image, greedy), multi-turn prompts the
+template's rendering, concurrent requests one batch with unchanged answers, and every bad request
+a 4xx with OpenAI's error body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import threading
+
+import httpx
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from vitune.eval.generate import Generator, GenItem
+from vitune.serve import BackgroundServer, load_app
+from vitune.serve.protocol import parse_chat
+from vitune.synth.backends import BackendError, OpenAIBackend, SynthRequest
+from vitune.train.model import build_model, processor_for
+from vitune.train.templates import VICUNA_SYSTEM, generation_prompt
+from vitune.train.tokenizer import train_tokenizer
+
+SENTENCES = [
+    "What color is the cube? red",
+    "How many circles are there? 3",
+    "Is there a dog in the picture? no",
+    "Describe the image briefly. A small blue square next to a large green triangle.",
+] * 20
+NAME = "tiny-llava"
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    tok = train_tokenizer(SENTENCES, vocab_size=300)
+    model = build_model("micro", tok, seed=0)
+    # A larger init than the default makes every answer depend on its prompt and image (see
+    # test_eval_generate.py), so a rendering or batching bug changes answers.
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for w in model.parameters():
+            if w.dim() >= 2:
+                w.normal_(0.0, 0.15)
+    d = tmp_path_factory.mktemp("tiny_llava")
+    model.save_pretrained(d)
+    processor_for(model, tok).save_pretrained(d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    d = tmp_path_factory.mktemp("imgs")
+    paths = []
+    for i, (size, colour) in enumerate([((40, 24), (255, 0, 0)), ((20, 50), (0, 90, 200))]):
+        img = Image.new("RGB", size, colour)
+        img.putpixel((1, 1), (255, 255, 255))
+        paths.append(d / f"img{i}.png")
+        img.save(paths[-1])
+    return paths
+
+
+@pytest.fixture(scope="module")
+def server(model_dir):
+    app = load_app(model_dir, model_name=NAME, batch_size=8, max_wait_ms=2, max_tokens_cap=16)
+    with BackgroundServer(app) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def gen(model_dir):
+    return Generator.from_dir(model_dir, batch_size=1, max_new_tokens=6)
+
+
+def data_url(path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def user_with_image(text: str, url: str) -> dict:
+    return {
+        "role": "user",
+        "content": [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": text}],
+    }
+
+
+def post(srv: BackgroundServer, body, **kw) -> httpx.Response:
+    if isinstance(body, bytes):
+        kw["content"] = body
+        kw.setdefault("headers", {"Content-Type": "application/json"})
+    else:
+        kw["json"] = body
+    return httpx.post(f"{srv.url}/chat/completions", timeout=30, **kw)
+
+
+def test_answer_equals_generator(server, gen, images):
+    question = "What color is the cube?"
+    body = {
+        "model": NAME,
+        "messages": [user_with_image(question, data_url(images[0]))],
+        "max_tokens": 6,
+        "temperature": 0,
+        "top_p": 1,
+        "seed": 3,
+    }
+    r = post(server, body)
+    assert r.status_code == 200, r.text
+    data = r.json()
+    expected = gen.generate([GenItem(question, images[0])])[0]
+    assert data["choices"][0]["message"] == {"role": "assistant", "content": expected}
+    assert (
+        data["object"] == "chat.completion" and data["model"] == NAME and data["id"].startswith("chatcmpl-")
+    )
+    assert isinstance(data["created"], int)
+    usage, finish = data["usage"], data["choices"][0]["finish_reason"]
+    # Prompt positions: the rendered prompt's tokens with <image> expanded into the image tokens.
+    n_text = len(gen.tokenizer(gen.prompt(question, True))["input_ids"])
+    assert usage["prompt_tokens"] == n_text + gen.model.config.image_seq_length - 1
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    assert finish in ("stop", "length") and 1 <= usage["completion_tokens"] <= 6
+    assert (finish == "length") == (usage["completion_tokens"] == 6 and expected != "")
+
+    # Text only, string content; and the same image as a local path and a file:// URL.
+    r = post(server, {"messages": [{"role": "user", "content": "Hi there"}], "max_tokens": 6})
+    assert r.json()["choices"][0]["message"]["content"] == gen.generate([GenItem("Hi there", None)])[0]
+    for url in (str(images[0]), images[0].as_uri()):
+        r = post(server, {"messages": [user_with_image(question, url)], "max_tokens": 6})
+        assert r.json()["choices"][0]["message"]["content"] == expected
+
+
+def test_max_tokens_and_finish_reason(server, gen):
+    msgs = [{"role": "user", "content": "Describe the image briefly."}]
+    short = post(server, {"messages": msgs, "max_tokens": 1}).json()
+    assert short["usage"]["completion_tokens"] == 1
+    gen.max_new_tokens = 1
+    try:
+        assert short["choices"][0]["message"]["content"] == gen.generate([GenItem(msgs[0]["content"])])[0]
+    finally:
+        gen.max_new_tokens = 6
+    # No max_tokens: the server's cap (16 here).
+    full = post(server, {"messages": msgs}).json()
+    assert full["usage"]["completion_tokens"] <= 16
+    if full["choices"][0]["finish_reason"] == "length":
+        assert full["usage"]["completion_tokens"] == 16
+
+
+def test_multi_turn_renders_with_the_template(server, gen, images):
+    url = data_url(images[1])
+    body = {
+        "messages": [
+            {"role": "system", "content": "Answer briefly."},
+            user_with_image("What is it?", url),
+            {"role": "assistant", "content": "a square"},
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "And its "}, {"type": "text", "text": "color?"}],
+            },
+        ],
+        "max_tokens": 6,
+    }
+    chat = parse_chat(body, 16)
+    turns = [
+        ("user", "Answer briefly.\n\nWhat is it?"),
+        ("assistant", "a square"),
+        ("user", "And its color?"),
+    ]
+    assert chat.turns == turns and chat.image_url == url
+    rendered = server._server.config.app.state.engine.render(chat.turns, True)
+    assert rendered == generation_prompt("vicuna_v1", turns, True, "</s>")
+    assert rendered == (
+        f"{VICUNA_SYSTEM} USER: <image>\nAnswer briefly.\n\nWhat is it? ASSISTANT: a square</s>"
+        "USER: And its color? ASSISTANT:"
+    )
+    # Without a system message it is exactly the checkpoint's saved Jinja chat template.
+    plain = [("user", "What is it?"), ("assistant", "a square"), ("user", "And its color?")]
+    jinja = gen.processor.apply_chat_template(
+        [
+            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is it?"}]},
+            {"role": "assistant", "content": "a square"},
+            {"role": "user", "content": "And its color?"},
+        ],
+        add_generation_prompt=True,
+        tokenize=False,
+    )
+    assert jinja == generation_prompt("vicuna_v1", plain, True, "</s>")
+
+    r = post(server, body)
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["message"]["content"] == gen.answer([rendered], [images[1]])[0]
+
+
+def test_concurrent_requests_share_a_batch(model_dir, gen, images):
+    # The batch closes when 6 have arrived, so the long wait only guards against a slow thread start.
+    app = load_app(model_dir, model_name=NAME, batch_size=6, max_wait_ms=3000, max_tokens_cap=16)
+    questions = [
+        ("What color is the cube?", images[0], 6),
+        ("How many circles are there in this picture?", images[1], 6),
+        ("Is there a dog?", images[1], 4),
+        ("Where is the ball?", images[0], 6),
+        ("Say something without an image, please.", None, 6),
+        ("Hi", None, 4),
+    ]
+    answers: list[str | None] = [None] * len(questions)
+    barrier = threading.Barrier(len(questions))
+
+    def ask(k: int, srv: BackgroundServer) -> None:
+        text, img, n = questions[k]
+        content = [user_with_image(text, data_url(img))] if img else [{"role": "user", "content": text}]
+        barrier.wait()
+        r = post(srv, {"messages": content, "max_tokens": n})
+        answers[k] = r.json()["choices"][0]["message"]["content"] if r.status_code == 200 else r.text
+
+    with BackgroundServer(app) as srv:
+        threads = [threading.Thread(target=ask, args=(k, srv)) for k in range(len(questions))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        stats = httpx.get(f"http://127.0.0.1:{srv.port}/vitune/stats").json()
+    assert stats["batch_sizes"] == [6] and stats["requests"] == 6
+    assert stats["generate_calls"] == 2  # one per distinct max_tokens
+    sequential = []
+    for text, img, n in questions:
+        gen.max_new_tokens = n
+        sequential.append(gen.generate([GenItem(text, img)])[0])
+    gen.max_new_tokens = 6
+    assert answers == sequential
+    assert len(set(sequential)) >= 4, sequential
+
+
+LONG = "describe every single object in the picture " * 120
+IMG = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+BAD = [
+    ("malformed json", b'{"messages": [', 400, "not valid JSON", None),
+    ("not an object", b"[1, 2]", 400, "must be a JSON object", None),
+    ("no messages", {"model": NAME}, 400, "messages must be a non-empty list", "messages"),
+    ("empty messages", {"messages": []}, 400, "messages must be a non-empty list", "messages"),
+    ("only system", {"messages": [{"role": "system", "content": "x"}]}, 400, "no user message", "messages"),
+    (
+        "bad base64",
+        {"messages": [user_with_image("q", "data:image/png;base64,@@not base64@@")]},
+        400,
+        "not valid base64",
+        "messages",
+    ),
+    (
+        "unreadable image",
+        {"messages": [user_with_image("q", "data:image/png;base64," + base64.b64encode(b"nope").decode())]},
+        400,
+        "unreadable image",
+        "messages",
+    ),
+    (
+        "two images in one message",
+        {"messages": [{"role": "user", "content": [IMG, IMG, {"type": "text", "text": "q"}]}]},
+        400,
+        "at most one image",
+        "messages[0]",
+    ),
+    (
+        "two images in two messages",
+        {
+            "messages": [
+                {"role": "user", "content": [IMG]},
+                {"role": "assistant", "content": "a"},
+                {"role": "user", "content": [IMG]},
+            ]
+        },
+        400,
+        "at most one image",
+        "messages[2]",
+    ),
+    (
+        "image in a later turn",
+        {
+            "messages": [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": "a"},
+                {"role": "user", "content": [IMG]},
+            ]
+        },
+        400,
+        "first user message",
+        "messages[2]",
+    ),
+    ("prompt too long", {"messages": [{"role": "user", "content": LONG}]}, 400, "positions", "messages"),
+    (
+        "temperature",
+        {"messages": [{"role": "user", "content": "q"}], "temperature": 0.7},
+        400,
+        "temperature=0.7",
+        "temperature",
+    ),
+    ("top_p", {"messages": [{"role": "user", "content": "q"}], "top_p": 0.9}, 400, "top_p=0.9", "top_p"),
+    ("stop", {"messages": [{"role": "user", "content": "q"}], "stop": ["\n"]}, 400, "stop=", "stop"),
+    (
+        "stream",
+        {"messages": [{"role": "user", "content": "q"}], "stream": True},
+        400,
+        "stream is not supported",
+        "stream",
+    ),
+    ("n", {"messages": [{"role": "user", "content": "q"}], "n": 2}, 400, "n must be 1", "n"),
+    (
+        "max_tokens 0",
+        {"messages": [{"role": "user", "content": "q"}], "max_tokens": 0},
+        400,
+        "positive integer",
+        "max_tokens",
+    ),
+    (
+        "max_tokens over cap",
+        {"messages": [{"role": "user", "content": "q"}], "max_tokens": 17},
+        400,
+        "cap of 16",
+        "max_tokens",
+    ),
+    (
+        "ends with assistant",
+        {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]},
+        400,
+        "last message must be a user message",
+        "messages",
+    ),
+    (
+        "two user messages",
+        {"messages": [{"role": "user", "content": "q"}, {"role": "user", "content": "q"}]},
+        400,
+        "must alternate",
+        "messages[1].role",
+    ),
+    (
+        "tool role",
+        {"messages": [{"role": "tool", "content": "q"}]},
+        400,
+        "unsupported role 'tool'",
+        "messages[0].role",
+    ),
+    (
+        "image token in text",
+        {"messages": [{"role": "user", "content": "<image> q"}]},
+        400,
+        "must not contain <image>",
+        None,
+    ),
+    (
+        "remote url",
+        {"messages": [user_with_image("q", "https://example.com/a.png")]},
+        400,
+        "remote image URLs are not fetched",
+        "messages",
+    ),
+    (
+        "missing file",
+        {"messages": [user_with_image("q", "/nonexistent/vitune/a.png")]},
+        400,
+        "image file not found",
+        "messages",
+    ),
+    (
+        "bad content part",
+        {"messages": [{"role": "user", "content": [{"type": "input_audio"}]}]},
+        400,
+        "unsupported content part",
+        "messages[0].content[0]",
+    ),
+    (
+        "unknown model",
+        {"model": "gpt-4o", "messages": [{"role": "user", "content": "q"}]},
+        404,
+        "does not exist",
+        "model",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message", "param"), [b[1:] for b in BAD], ids=[b[0] for b in BAD]
+)
+def test_bad_requests(server, body, status, message, param):
+    r = post(server, body)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert message in err["message"], err
+    if param is not None:
+        assert err["param"] == param
+    assert err["type"] in ("invalid_request_error", "not_found_error", "context_length_exceeded")
+
+
+def test_models_stats_and_unknown_route(server):
+    models = httpx.get(f"{server.url}/models").json()
+    assert [m["id"] for m in models["data"]] == [NAME]
+    stats = httpx.get(f"http://127.0.0.1:{server.port}/vitune/stats").json()
+    assert stats["template"] == "vicuna_v1" and stats["requests"] >= 1
+    r = httpx.get(f"{server.url}/nothing-here")
+    assert r.status_code == 404 and "error" in r.json()
+
+
+def test_vitune_openai_backend_talks_to_it(server, gen):
+    """The synthesis / judge client: greedy params answered, sampling params refused at once (a 400 is
+    permanent, so no retries)."""
+    msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Is there a dog?"}]
+    backend = OpenAIBackend(server.url, NAME, api_key="unused", max_retries=3)
+
+    async def run(params):
+        try:
+            return await backend.complete(SynthRequest("k", None, None, msgs, params))  # type: ignore[arg-type]
+        finally:
+            await backend.aclose()
+
+    res = asyncio.run(run({"temperature": 0.0, "max_tokens": 6}))
+    prompt = generation_prompt("vicuna_v1", [("user", "Be brief.\n\nIs there a dog?")], False, "</s>")
+    assert res.text == gen.answer([prompt], [None])[0]
+    assert res.model == NAME and res.completion_tokens >= 1 and res.finish_reason in ("stop", "length")
+    with pytest.raises(BackendError, match="temperature"):
+        asyncio.run(run({"temperature": 0.7, "max_tokens": 6}))
+    assert backend.stats["retries"] == 0
+
+
+def test_openai_sdk_talks_to_it(server, gen):
+    openai = pytest.importorskip("openai")
+    client = openai.OpenAI(base_url=server.url, api_key="unused")
+    out = client.chat.completions.create(
+        model=NAME, messages=[{"role": "user", "content": "Hi"}], max_tokens=6, temperature=0
+    )
+    assert out.choices[0].message.content == gen.generate([GenItem("Hi")])[0]
+    with pytest.raises(openai.BadRequestError, match="top_p"):
+        client.chat.completions.create(model=NAME, messages=[{"role": "user", "content": "Hi"}], top_p=0.5)
+
+
+def test_image_root_confines_local_files(model_dir, images, tmp_path):
+    from vitune.serve.media import load_image
+    from vitune.serve.protocol import RequestError
+
+    root = images[0].parent
+    assert load_image(images[0].name, root).size == (40, 24)
+    other = tmp_path / "x.png"
+    Image.new("RGB", (4, 4)).save(other)
+    with pytest.raises(RequestError, match="outside the server's image root"):
+        load_image(str(other), root)
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(buf, format="PNG")
+    assert load_image("data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()).size == (4, 4)
+
+
+def test_cli_serve(model_dir, monkeypatch, tmp_path):
+    from vitune.cli import app
+
+    seen = {}
+    monkeypatch.setattr("vitune.serve.server.serve", lambda api, host, port: seen.update(api=api, port=port))
+    res = CliRunner().invoke(
+        app, ["serve", str(model_dir), "--port", "8123", "--model-name", "m", "--batch-size", "3"]
+    )
+    assert res.exit_code == 0, res.output
+    assert seen["port"] == 8123 and seen["api"].state.model_name == "m"
+    assert seen["api"].state.engine.batcher.batch_size == 3
+    res = CliRunner().invoke(app, ["serve", str(tmp_path)])
+    assert res.exit_code == 2 and "not a saved model folder" in " ".join(res.output.split())
