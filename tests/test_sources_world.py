@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 
+import vitune.world.generate as generate
 from vitune.data.ledger import Ledger
 from vitune.sources import ReadStats, load_world, resolve_image
-
-generate = pytest.importorskip("vitune.world.generate")
 
 
 @pytest.fixture(scope="module")
