@@ -1,7 +1,8 @@
 """`vitune serve`: a tiny saved Llava behind the OpenAI-compatible API on a real 127.0.0.1 socket.
 
 Answers must be the `Generator`'s (the same prompt and image, greedy), multi-turn prompts the
-template's rendering, concurrent requests one batch with unchanged answers, and every bad request
+template's rendering, concurrent requests one batch with unchanged answers, sampled answers
+(temperature > 0) reproducible from their seed whatever else is in flight, and every bad request
 a 4xx with OpenAI's error body.
 """
 
@@ -18,7 +19,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from vitune.eval.generate import Generator, GenItem
+from vitune.eval.generate import Generator, GenItem, Sampling
 from vitune.serve import BackgroundServer, load_app
 from vitune.serve.protocol import parse_chat
 from vitune.synth.backends import BackendError, OpenAIBackend, SynthRequest
@@ -232,6 +233,7 @@ def test_concurrent_requests_share_a_batch(model_dir, gen, images):
 
 
 LONG = "describe every single object in the picture " * 120
+Q = {"messages": [{"role": "user", "content": "q"}]}
 IMG = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
 BAD = [
     ("malformed json", b'{"messages": [', 400, "not valid JSON", None),
@@ -287,14 +289,19 @@ BAD = [
         "messages[2]",
     ),
     ("prompt too long", {"messages": [{"role": "user", "content": LONG}]}, 400, "positions", "messages"),
-    (
-        "temperature",
-        {"messages": [{"role": "user", "content": "q"}], "temperature": 0.7},
-        400,
-        "temperature=0.7",
-        "temperature",
-    ),
-    ("top_p", {"messages": [{"role": "user", "content": "q"}], "top_p": 0.9}, 400, "top_p=0.9", "top_p"),
+    ("temperature < 0", {**Q, "temperature": -0.1}, 400, "temperature must be a number", "temperature"),
+    ("temperature > 2", {**Q, "temperature": 2.5}, 400, "from 0 to 2", "temperature"),
+    ("temperature string", {**Q, "temperature": "hot"}, 400, "temperature must be", "temperature"),
+    ("temperature bool", {**Q, "temperature": True}, 400, "temperature must be", "temperature"),
+    ("top_p 0", {**Q, "temperature": 1, "top_p": 0}, 400, "top_p must be", "top_p"),
+    ("top_p > 1", {**Q, "top_p": 1.5}, 400, "at most 1", "top_p"),
+    ("seed string", {**Q, "temperature": 1, "seed": "3"}, 400, "seed must be an integer", "seed"),
+    ("seed float", {**Q, "seed": 1.5}, 400, "seed must be an integer", "seed"),
+    ("seed bool", {**Q, "seed": True}, 400, "seed must be an integer", "seed"),
+    ("seed too big", {**Q, "seed": 2**64}, 400, "seed must be an integer", "seed"),
+    ("presence_penalty", {**Q, "presence_penalty": 0.5}, 400, "presence_penalty=0.5", "presence_penalty"),
+    ("top_k", {**Q, "temperature": 1, "top_k": 5}, 400, "top_k=5", "top_k"),
+    ("logprobs", {**Q, "logprobs": True}, 400, "logprobs=True", "logprobs"),
     ("stop", {"messages": [{"role": "user", "content": "q"}], "stop": ["\n"]}, 400, "stop=", "stop"),
     (
         "stream",
@@ -400,8 +407,7 @@ def test_models_stats_and_unknown_route(server):
 
 
 def test_vitune_openai_backend_talks_to_it(server, gen):
-    """The synthesis / judge client: greedy params answered, sampling params refused at once (a 400 is
-    permanent, so no retries)."""
+    """The synthesis / judge client at its greedy and sampling settings (synthesis defaults to 0.7)."""
     msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Is there a dog?"}]
     backend = OpenAIBackend(server.url, NAME, api_key="unused", max_retries=3)
 
@@ -415,8 +421,12 @@ def test_vitune_openai_backend_talks_to_it(server, gen):
     prompt = generation_prompt("vicuna_v1", [("user", "Be brief.\n\nIs there a dog?")], False, "</s>")
     assert res.text == gen.answer([prompt], [None])[0]
     assert res.model == NAME and res.completion_tokens >= 1 and res.finish_reason in ("stop", "length")
-    with pytest.raises(BackendError, match="temperature"):
-        asyncio.run(run({"temperature": 0.7, "max_tokens": 6}))
+    warm = {"temperature": 0.7, "top_p": 1.0, "max_tokens": 6, "seed": 11}
+    res = asyncio.run(run(warm))
+    assert res.text == _sampled(gen, prompt, None, Sampling(0.7, 1.0, 11), 6)
+    assert asyncio.run(run(warm)).text == res.text
+    with pytest.raises(BackendError, match="top_p"):  # a 400 is permanent: no retries
+        asyncio.run(run({"temperature": 0.7, "top_p": 0, "max_tokens": 6}))
     assert backend.stats["retries"] == 0
 
 
@@ -424,12 +434,110 @@ def test_openai_sdk_talks_to_it(server, gen):
     import openai  # the dev extra installs it: users call the server with the official SDK
 
     client = openai.OpenAI(base_url=server.url, api_key="unused")
-    out = client.chat.completions.create(
-        model=NAME, messages=[{"role": "user", "content": "Hi"}], max_tokens=6, temperature=0
-    )
+    hi = [{"role": "user", "content": "Hi"}]
+    out = client.chat.completions.create(model=NAME, messages=hi, max_tokens=6, temperature=0)
     assert out.choices[0].message.content == gen.generate([GenItem("Hi")])[0]
+    sampled = client.chat.completions.create(
+        model=NAME, messages=hi, max_tokens=6, temperature=1.0, top_p=0.5, seed=5
+    )
+    expected = _sampled(gen, gen.prompt("Hi", False), None, Sampling(1.0, 0.5, 5), 6)
+    assert sampled.choices[0].message.content == expected
+    assert sampled.model_extra["seed"] == 5
     with pytest.raises(openai.BadRequestError, match="top_p"):
-        client.chat.completions.create(model=NAME, messages=[{"role": "user", "content": "Hi"}], top_p=0.5)
+        client.chat.completions.create(model=NAME, messages=hi, temperature=1, top_p=0)
+
+
+def _sampled(gen: Generator, prompt: str, image, sampling: Sampling, n: int) -> str:
+    gen.max_new_tokens = n
+    try:
+        return gen.sample(prompt, image, sampling).text
+    finally:
+        gen.max_new_tokens = 6
+
+
+def test_generator_sample_is_seeded_and_leaves_the_rng_alone(gen, images):
+    prompt = gen.prompt("What color is the cube?", True)
+    before = torch.random.get_rng_state()
+    a = gen.sample(prompt, images[0], Sampling(1.5, 1.0, 7))
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert gen.sample(prompt, Image.open(images[0]), Sampling(1.5, 1.0, 7)) == a
+    with pytest.raises(ValueError, match="temperature > 0"):
+        gen.sample(prompt, None, Sampling(0.0, 1.0, 7))
+
+
+def test_sampling_follows_temperature_top_p_and_seed(server, gen, images):
+    question = "What color is the cube?"
+    greedy = gen.generate([GenItem(question, images[0])])[0]
+    msgs = [user_with_image(question, data_url(images[0]))]
+
+    def ask(**params) -> dict:
+        r = post(server, {"messages": msgs, "max_tokens": 6, **params})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    hot = [ask(temperature=2.0, seed=s) for s in range(6)]
+    texts = [h["choices"][0]["message"]["content"] for h in hot]
+    # Sampling ignored would give the greedy answer every time.
+    assert any(t != greedy for t in texts) and len(set(texts)) >= 2, (greedy, texts)
+    assert [h["seed"] for h in hot] == list(range(6))
+    prompt = gen.prompt(question, True)
+    assert texts[3] == _sampled(gen, prompt, images[0], Sampling(2.0, 1.0, 3), 6)
+    # A nucleus this small keeps only the top token: the greedy answer, whatever the seed.
+    for s in range(3):
+        assert ask(temperature=2.0, top_p=1e-6, seed=s)["choices"][0]["message"]["content"] == greedy
+    # Greedy whatever top_p and seed say, and no seed reported.
+    plain = ask(temperature=0, top_p=0.3, seed=4)
+    assert plain["choices"][0]["message"]["content"] == greedy and "seed" not in plain
+    # No seed: the server draws one and reports it; sending it back repeats the answer.
+    drawn = ask(temperature=1.5)
+    again = ask(temperature=1.5, seed=drawn["seed"])
+    assert isinstance(drawn["seed"], int)
+    assert again["choices"][0]["message"]["content"] == drawn["choices"][0]["message"]["content"]
+
+
+def test_sampled_answers_do_not_depend_on_batch_mates(model_dir, gen, images):
+    """Mixed greedy and sampled requests in one micro-batch get exactly what each gets alone."""
+    app = load_app(model_dir, model_name=NAME, batch_size=6, max_wait_ms=3000, max_tokens_cap=16)
+    # (question, image, max_tokens, temperature, top_p, seed); temperature 0 is greedy.
+    questions = [
+        ("What color is the cube?", images[0], 6, 1.3, 1.0, 1),
+        ("What color is the cube?", images[0], 6, 0.0, 1.0, None),
+        ("How many circles are there?", images[1], 6, 1.3, 0.9, 1),
+        ("Is there a dog?", images[1], 4, 0.0, 1.0, None),
+        ("Say something, please.", None, 6, 1.3, 1.0, 2),
+        ("What color is the cube?", images[0], 6, 1.3, 1.0, 1),  # the first one again
+    ]
+    answers: list[str | None] = [None] * len(questions)
+    barrier = threading.Barrier(len(questions))
+
+    def ask(k: int, srv: BackgroundServer) -> None:
+        text, img, n, t, p, seed = questions[k]
+        content = [user_with_image(text, data_url(img))] if img else [{"role": "user", "content": text}]
+        barrier.wait()
+        body = {"messages": content, "max_tokens": n, "temperature": t, "top_p": p, "seed": seed}
+        r = post(srv, body)
+        answers[k] = r.json()["choices"][0]["message"]["content"] if r.status_code == 200 else r.text
+
+    with BackgroundServer(app) as srv:
+        threads = [threading.Thread(target=ask, args=(k, srv)) for k in range(len(questions))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        stats = httpx.get(f"http://127.0.0.1:{srv.port}/vitune/stats").json()
+    assert stats["batch_sizes"] == [6]
+    assert stats["generate_calls"] == 2 + 4  # greedy: one per max_tokens; sampled: one each
+    alone = []
+    for text, img, n, t, p, seed in questions:
+        prompt = gen.prompt(text, img is not None)
+        if t == 0:
+            gen.max_new_tokens = n
+            alone.append(gen.answer([prompt], [img])[0])
+            gen.max_new_tokens = 6
+        else:
+            alone.append(_sampled(gen, prompt, img, Sampling(t, p, seed), n))
+    assert answers == alone
+    assert answers[0] == answers[5]
 
 
 def test_image_root_confines_local_files(model_dir, images, tmp_path):

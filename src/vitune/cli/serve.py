@@ -40,8 +40,9 @@ def serve(
         Path | None,
         typer.Option(help="Read local image paths only under this folder (default: any readable file)."),
     ] = None,
+    seed: Annotated[int, typer.Option(help="Seeds the seeds drawn for sampled requests that send none.")] = 0,
 ) -> None:
-    """Serve a trained model over an OpenAI-compatible API (greedy decoding, micro-batched)."""
+    """Serve a trained model over an OpenAI-compatible API (greedy micro-batches; seeded sampling)."""
     from vitune.serve.server import load_app
     from vitune.serve.server import serve as run_server
 
@@ -56,6 +57,7 @@ def serve(
         max_wait_ms=max_wait_ms,
         max_tokens_cap=max_tokens_cap,
         image_root=image_root,
+        seed=seed,
     )
     console.print(
         f"serving [bold]{api.state.model_name}[/bold] (template {api.state.engine.template}) "

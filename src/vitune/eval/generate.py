@@ -14,6 +14,12 @@ Why batching does not change answers:
   tiny numeric differences of a different matmul shape stay far below the gap between logits.
 - Items are sorted by (modality, prompt length) into batches, which also minimises padding; the
   answers are returned in input order.
+
+Sampling (`Generator.sample`, what `vitune serve` uses for temperature > 0) is one prompt per
+`generate` call: transformers' `generate` takes no RNG of its own (it draws with `torch.multinomial`
+from torch's global generator), so a batch would make an answer depend on its batch-mates. The
+global RNG is seeded from the request's seed inside `torch.random.fork_rng`, so the same prompt and
+seed give the same answer and the caller's RNG state is left as it was.
 """
 
 from __future__ import annotations
@@ -43,6 +49,15 @@ class GenItem:
 
 
 @dataclass(frozen=True, slots=True)
+class Sampling:
+    """Sampling settings of one request (`Generator.sample`): OpenAI's meaning, no top-k."""
+
+    temperature: float  # > 0
+    top_p: float = 1.0  # 0 < top_p <= 1
+    seed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Completion:
     """One answer with what an API reports about it (`Generator.complete`)."""
 
@@ -57,7 +72,7 @@ def _prepare_image(image: str | os.PathLike | Image.Image, image_processor: obje
 
 
 class Generator:
-    """Greedy, batched, order-preserving generation for single-turn prompts."""
+    """Greedy, batched, order-preserving generation for single-turn prompts (and `sample`)."""
 
     def __init__(
         self,
@@ -129,17 +144,19 @@ class Generator:
         return (int(hits[0]) + 1, True) if len(hits) else (int(row.shape[0]), False)
 
     @torch.inference_mode()
-    def _run(self, inputs: Any) -> list[Completion]:
+    def _run(self, inputs: Any, sampling: Sampling | None = None) -> list[Completion]:
         pad_id = self.tokenizer.pad_token_id
         if pad_id is None:
             pad_id = self.tokenizer.eos_token_id
+        decoding: dict[str, Any] = dict(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if sampling is not None:
+            # top_k=0, not None: None falls back to transformers' default of 50, which OpenAI's
+            # sampling does not have.
+            decoding = dict(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
         out = self.model.generate(
             **inputs,
-            do_sample=False,
+            **decoding,
             num_beams=1,
-            temperature=None,
-            top_p=None,
-            top_k=None,
             max_new_tokens=self.max_new_tokens,
             pad_token_id=pad_id,
             # A preallocated cache: the default dynamic cache concatenates every layer's keys and
@@ -191,6 +208,21 @@ class Generator:
                 for i, done in zip(batch, self._run(inputs), strict=True):
                     answers[i] = done
         return answers
+
+    def sample(self, prompt: str, image: Any, sampling: Sampling) -> Completion:
+        """One rendered prompt answered by sampling, alone; reproducible given `sampling.seed`.
+
+        Run it on the thread that owns the model: it seeds torch's global RNG (restored afterwards),
+        which another thread drawing from it meanwhile would disturb.
+        """
+        if not sampling.temperature > 0 or not 0 < sampling.top_p <= 1:
+            raise ValueError(f"sampling needs temperature > 0 and 0 < top_p <= 1, got {sampling}")
+        imgs = None if image is None else [_prepare_image(image, self.processor.image_processor)]
+        inputs = self._inputs([prompt], imgs)
+        cuda = [self.model.device.index or 0] if self.model.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(sampling.seed)
+            return self._run(inputs, sampling)[0]
 
     def generate(self, items: Sequence[GenItem]) -> list[str]:
         """Answer every item; the result is in input order and does not depend on `batch_size`."""

@@ -4,7 +4,8 @@
 app's lifespan). Requests are read by `protocol.parse_chat`, images by `media.load_image` (off the
 event loop), and answered through the engine's micro-batcher; the handler awaits its future, so
 the event loop keeps accepting requests while a batch generates. `GET /vitune/stats` reports the
-batch sizes, so batching can be checked from outside.
+batch sizes, so batching can be checked from outside. A sampled answer (temperature > 0) carries
+the seed it was drawn with as a top-level `seed` field (a vitune extension), so it can be repeated.
 
 Errors use OpenAI's body (`{"error": {"message", "type", "param", "code"}}`): 400 for a request the
 server cannot honour, 404 for an unknown model or route; only a failure of the server itself is a
@@ -27,6 +28,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
+from vitune.eval.generate import Sampling
 from vitune.serve.engine import Answer, Engine, Job
 from vitune.serve.media import load_image
 from vitune.serve.protocol import RequestError, parse_chat
@@ -39,7 +41,7 @@ def _error(err: RequestError) -> JSONResponse:
 
 
 def completion_body(answer: Answer, model_name: str) -> dict[str, Any]:
-    return {
+    body = {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
         "object": "chat.completion",
         "created": int(time.time()),
@@ -58,6 +60,11 @@ def completion_body(answer: Answer, model_name: str) -> dict[str, Any]:
             "total_tokens": answer.prompt_tokens + answer.completion_tokens,
         },
     }
+    if answer.seed is not None:
+        # A vitune extension (OpenAI's SDK keeps unknown fields): the seed a sampled answer was
+        # drawn with, so a request that sent none can be repeated exactly.
+        body["seed"] = answer.seed
+    return body
 
 
 def create_app(engine: Engine, *, model_name: str, image_root: str | os.PathLike | None = None) -> FastAPI:
@@ -116,7 +123,11 @@ def create_app(engine: Engine, *, model_name: str, image_root: str | os.PathLike
                 kind="not_found_error",
             )
         image = await run_in_threadpool(load_image, chat.image_url, image_root) if chat.image_url else None
-        job = Job(engine.render(chat.turns, image is not None), image, chat.max_tokens)
+        sampling = None
+        if chat.temperature > 0:
+            seed = chat.seed if chat.seed is not None else engine.draw_seed()
+            sampling = Sampling(chat.temperature, chat.top_p, seed)
+        job = Job(engine.render(chat.turns, image is not None), image, chat.max_tokens, sampling)
         answer = await asyncio.wrap_future(engine.submit(job))
         return JSONResponse(completion_body(answer, model_name))
 

@@ -14,25 +14,32 @@ What is accepted (and why):
 - At most one image per conversation, in the first user message: LLaVA-1.5 was trained with one
   image, placed at the start of the first user turn. The literal `<image>` token in text is refused
   (it would be an image slot with no image).
-- Greedy decoding only. A sampling field is accepted when absent, null or at its neutral value
-  (`temperature` 0, `top_p` 1, `n` 1, `stream` false, ...); any other value is refused with a 400
-  naming the field, never silently ignored. Fields that do not change a greedy answer (`seed`,
-  `user`, `metadata`, ...) are ignored.
+- Decoding: greedy unless `temperature` > 0 (at most 2, OpenAI's range); a missing or null
+  `temperature` is 0 here, not OpenAI's 1, so a plain request gets the answer `vitune eval` gives.
+  With temperature > 0 the answer is sampled with nucleus `top_p` (0 < top_p <= 1; no top-k) from
+  the integer `seed` (drawn by the server and reported back when absent), so it can be reproduced;
+  `top_p` and `seed` leave a greedy answer unchanged (the argmax is always in the nucleus). Every
+  other decoding field is accepted only when absent, null or at its neutral value (`n` 1, `stream`
+  false, penalties 0, ...); any other value is refused with a 400 naming the field, never silently
+  ignored. Fields that do not change an answer (`user`, `metadata`, ...) are ignored.
 - `max_tokens` (or `max_completion_tokens`): at least 1 and at most the server's cap; when absent,
   the cap (or what the model's positions leave, if less).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from vitune.data.instance import IMAGE_TOKEN
 
-# Field -> the values that leave greedy decoding unchanged (None is always accepted too).
+MAX_TEMPERATURE = 2.0  # OpenAI's cap; MM-Vet's judge retries reach it
+# torch.manual_seed's range, so every accepted seed can be used.
+SEED_RANGE = (-(2**63), 2**64 - 1)
+
+# Field -> the values that leave decoding unchanged (None is always accepted too).
 NEUTRAL: dict[str, tuple[Any, ...]] = {
-    "temperature": (0,),
-    "top_p": (1,),
     "top_k": (-1, 0),  # vLLM's spelling of "off"
     "min_p": (0,),
     "frequency_penalty": (0,),
@@ -71,6 +78,9 @@ class ChatRequest:
     image_url: str | None
     max_tokens: int | None  # None: the server's default
     model: str | None
+    temperature: float = 0.0  # 0: greedy
+    top_p: float = 1.0
+    seed: int | None = None  # None: the server draws one when sampling
 
 
 def _bad(message: str, param: str | None = None) -> RequestError:
@@ -84,20 +94,44 @@ def _is_neutral(value: Any, neutral: tuple[Any, ...]) -> bool:
     return any(v == value and isinstance(v, bool) == isinstance(value, bool) for v in neutral)
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def read_sampling(body: dict[str, Any]) -> tuple[float, float, int | None]:
+    """(temperature, top_p, seed) of a request, each checked; temperature 0 means greedy."""
+    t = body.get("temperature")
+    if t is not None and not (_number(t) and 0 <= t <= MAX_TEMPERATURE):
+        raise _bad(
+            f"temperature must be a number from 0 to {MAX_TEMPERATURE:g} (0: greedy), got {t!r}",
+            "temperature",
+        )
+    p = body.get("top_p")
+    if p is not None and not (_number(p) and 0 < p <= 1):
+        raise _bad(f"top_p must be a number above 0 and at most 1, got {p!r}", "top_p")
+    seed = body.get("seed")
+    if seed is not None and (
+        isinstance(seed, bool) or not isinstance(seed, int) or not SEED_RANGE[0] <= seed <= SEED_RANGE[1]
+    ):
+        raise _bad(f"seed must be an integer (at most 64 bits), got {seed!r}", "seed")
+    return float(t or 0.0), float(1.0 if p is None else p), seed
+
+
 def check_decoding(body: dict[str, Any]) -> None:
-    """Refuse every setting this greedy, non-streaming, single-choice server cannot honour."""
+    """Refuse every setting this non-streaming, single-choice server cannot honour (besides
+    temperature, top_p and seed, which `read_sampling` checks)."""
     if body.get("stream"):
         raise _bad("stream is not supported by this server; send stream=false (or leave it out)", "stream")
     n = body.get("n")
     if n is not None and (isinstance(n, bool) or n != 1):
-        raise _bad(f"n must be 1 (this server returns one greedy choice), got {n!r}", "n")
+        raise _bad(f"n must be 1 (this server returns one choice), got {n!r}", "n")
     for field, neutral in NEUTRAL.items():
         value = body.get(field)
         if value is not None and not _is_neutral(value, neutral):
             shown = " or ".join(repr(v) for v in neutral)
             raise _bad(
-                f"{field}={value!r} is not supported: this server decodes greedily; "
-                f"leave {field} out or set it to {shown}",
+                f"{field}={value!r} is not supported: this server samples with temperature, top_p "
+                f"and seed only; leave {field} out or set it to {shown}",
                 field,
             )
 
@@ -151,6 +185,7 @@ def parse_chat(body: Any, max_tokens_cap: int) -> ChatRequest:
     if not isinstance(body, dict):
         raise _bad("the request body must be a JSON object")
     check_decoding(body)
+    temperature, top_p, seed = read_sampling(body)
     max_tokens = read_max_tokens(body, max_tokens_cap)
     model = body.get("model")
     if model is not None and not isinstance(model, str):
@@ -203,4 +238,4 @@ def parse_chat(body: Any, max_tokens_cap: int) -> ChatRequest:
     if system:
         first = "\n\n".join([*system, turns[0][1]])
         turns[0] = ("user", first)
-    return ChatRequest(turns, image, max_tokens, model)
+    return ChatRequest(turns, image, max_tokens, model, temperature, top_p, seed)

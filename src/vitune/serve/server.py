@@ -27,11 +27,15 @@ def load_app(
     max_wait_ms: float = 10,
     max_tokens_cap: int = 512,
     image_root: str | os.PathLike | None = None,
+    seed: int = 0,
 ) -> FastAPI:
     """The API for a saved Llava checkpoint (plain transformers), served as `model_name` (default:
-    the folder's name), with the checkpoint's own conversation template."""
+    the folder's name), with the checkpoint's own conversation template; `seed` seeds the seeds drawn
+    for sampled requests that send none."""
     generator = Generator.from_dir(model_dir, device=device, batch_size=batch_size)
-    engine = Engine(generator, max_tokens_cap=max_tokens_cap, batch_size=batch_size, max_wait_ms=max_wait_ms)
+    engine = Engine(
+        generator, max_tokens_cap=max_tokens_cap, batch_size=batch_size, max_wait_ms=max_wait_ms, seed=seed
+    )
     name = model_name or Path(model_dir).resolve().name
     return create_app(engine, model_name=name, image_root=image_root)
 
