@@ -6,10 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
+from model_helpers import save_random_llava
 from vitune.eval.generate import Generator, GenItem
-from vitune.train.model import build_model, processor_for
 from vitune.train.templates import VICUNA_V1_CHAT_TEMPLATE, generation_prompt
-from vitune.train.tokenizer import train_tokenizer
 
 SENTENCES = [
     "What color is the cube? red",
@@ -22,20 +21,7 @@ SENTENCES = [
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    tok = train_tokenizer(SENTENCES, vocab_size=300)
-    model = build_model("micro", tok, seed=0)
-    # Default init (std 0.02) makes a random model answer almost the same whatever the input; a
-    # larger std makes every answer depend on its prompt and image, so a padding bug shows.
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for w in model.parameters():
-            if w.dim() >= 2:
-                w.normal_(0.0, 0.15)
-    proc = processor_for(model, tok)
-    d = tmp_path_factory.mktemp("tiny_llava")
-    model.save_pretrained(d)
-    proc.save_pretrained(d)
-    return d
+    return save_random_llava(tmp_path_factory.mktemp("tiny_llava"), SENTENCES)
 
 
 def _images(tmp_path):

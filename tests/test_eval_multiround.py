@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 from PIL import Image
 
+from model_helpers import save_random_llava
 from vitune.eval.benchmarks import BenchItem, get_benchmark, to_gen_item
 from vitune.eval.generate import Generator
 from vitune.eval.judge import make_judge
@@ -21,9 +21,7 @@ from vitune.eval.multiround import (
     summarize,
 )
 from vitune.synth.fakeserver import FakeChatServer
-from vitune.train.model import build_model, processor_for
 from vitune.train.templates import VICUNA_V1_CHAT_TEMPLATE, generation_prompt, render_segments
-from vitune.train.tokenizer import train_tokenizer
 
 SHORT = "\nAnswer the question using a single word or phrase."
 
@@ -44,17 +42,7 @@ def model_dir(tmp_path_factory):
     # The rendered system prompt in the corpus keeps prompts short (BPE learns it as a few tokens).
     texts += ["".join(s.text for s in render_segments("vicuna_v1", [("user", t), ("assistant", "ok")], True))
               for t in texts[:4]]  # fmt: skip
-    tok = train_tokenizer(texts, vocab_size=400)
-    model = build_model("micro", tok, seed=0)
-    torch.manual_seed(1)
-    with torch.no_grad():  # a larger init makes answers depend on the prompt (see test_eval_generate)
-        for w in model.parameters():
-            if w.dim() >= 2:
-                w.normal_(0.0, 0.15)
-    d = tmp_path_factory.mktemp("tiny_llava_mr")
-    model.save_pretrained(d)
-    processor_for(model, tok).save_pretrained(d)
-    return d
+    return save_random_llava(tmp_path_factory.mktemp("tiny_llava_mr"), texts, vocab_size=400)
 
 
 @pytest.fixture

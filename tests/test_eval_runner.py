@@ -9,6 +9,7 @@ from typing import ClassVar
 import pytest
 import torch
 
+from model_helpers import save_random_llava
 from vitune.eval.benchmarks import Benchmark, get_benchmark, register_benchmark
 from vitune.eval.benchmarks.base import _REGISTRY, BenchItem, pair_predictions, pct
 from vitune.eval.runner import (
@@ -42,21 +43,7 @@ def bench_paths(tmp_path_factory) -> dict[str, Path]:
 
 
 def _save_micro(d: Path, seed: int) -> Path:
-    from vitune.train.model import build_model, processor_for
-    from vitune.train.tokenizer import train_tokenizer
-
-    tok = train_tokenizer(SENTENCES, vocab_size=300)
-    model = build_model("micro", tok, seed=seed)
-    # A larger init than the default makes every answer depend on its prompt and image (see
-    # test_eval_generate), so a batching or caching bug changes answers.
-    torch.manual_seed(seed + 1)
-    with torch.no_grad():
-        for w in model.parameters():
-            if w.dim() >= 2:
-                w.normal_(0.0, 0.15)
-    model.save_pretrained(d)
-    processor_for(model, tok).save_pretrained(d)
-    return d
+    return save_random_llava(d, SENTENCES, seed=seed)
 
 
 @pytest.fixture(scope="module")

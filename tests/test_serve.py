@@ -19,13 +19,12 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from model_helpers import save_random_llava
 from vitune.eval.generate import Generator, GenItem, Sampling
 from vitune.serve import BackgroundServer, load_app
 from vitune.serve.protocol import parse_chat
 from vitune.synth.backends import BackendError, OpenAIBackend, SynthRequest
-from vitune.train.model import build_model, processor_for
 from vitune.train.templates import VICUNA_SYSTEM, generation_prompt
-from vitune.train.tokenizer import train_tokenizer
 
 SENTENCES = [
     "What color is the cube? red",
@@ -38,19 +37,7 @@ NAME = "tiny-llava"
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    tok = train_tokenizer(SENTENCES, vocab_size=300)
-    model = build_model("micro", tok, seed=0)
-    # A larger init than the default makes every answer depend on its prompt and image (see
-    # test_eval_generate.py), so a rendering or batching bug changes answers.
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for w in model.parameters():
-            if w.dim() >= 2:
-                w.normal_(0.0, 0.15)
-    d = tmp_path_factory.mktemp("tiny_llava")
-    model.save_pretrained(d)
-    processor_for(model, tok).save_pretrained(d)
-    return d
+    return save_random_llava(tmp_path_factory.mktemp("tiny_llava"), SENTENCES)
 
 
 @pytest.fixture(scope="module")
