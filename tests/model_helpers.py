@@ -29,3 +29,26 @@ def save_random_llava(d: Path, texts: Sequence[str], *, vocab_size: int = 300, s
     model.save_pretrained(d)
     processor_for(model, tok).save_pretrained(d)
     return d
+
+
+def train_steps(model: torch.nn.Module, batch: dict, steps: int, lr: float = 1e-2) -> float:
+    """`steps` AdamW steps on one collated batch (labels shifted as in the training loop); returns
+    the last loss and leaves the model in eval mode."""
+    from vitune.train.labels import IGNORE_INDEX
+
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    model.train()
+    for _ in range(steps):
+        logits = model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            pixel_values=batch["pixel_values"],
+        ).logits
+        loss = torch.nn.functional.cross_entropy(
+            logits[:, :-1].flatten(0, 1), batch["labels"][:, 1:].flatten(), ignore_index=IGNORE_INDEX
+        )
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    model.eval()
+    return loss.item()

@@ -29,6 +29,7 @@ from transformers import (
     SiglipVisionModel,
 )
 
+from model_helpers import train_steps
 from vitune.data.instance import Instance, Turn
 from vitune.train.compose import (
     check_image_tokens,
@@ -38,7 +39,7 @@ from vitune.train.compose import (
     load_llava,
 )
 from vitune.train.export import load_pretrained, save_pretrained
-from vitune.train.labels import IGNORE_INDEX, ImageCache, LabelEncoder, build_dataset, collate
+from vitune.train.labels import ImageCache, LabelEncoder, build_dataset, collate
 from vitune.train.lora import LoraSettings, merge_lora
 from vitune.train.templates import VICUNA_V1_CHAT_TEMPLATE, generation_prompt
 from vitune.train.trainable import set_trainable_parts
@@ -288,21 +289,7 @@ def test_compose_lora_train_merge_export_reload(parts, tmp_path):
     with pytest.raises(ValueError, match="merge_lora"):
         save_pretrained(model, c.processor, tmp_path / "unmerged")
 
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    model.train()
-    for _ in range(3):
-        logits = model(
-            input_ids=batch["input_ids"],
-            attention_mask=batch["attention_mask"],
-            pixel_values=batch["pixel_values"],
-        ).logits
-        loss = torch.nn.functional.cross_entropy(
-            logits[:, :-1].flatten(0, 1), batch["labels"][:, 1:].flatten(), ignore_index=IGNORE_INDEX
-        )
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-    model.eval()
+    train_steps(model, batch, 3)
     inputs = _prompt_inputs(c.processor)
     gen = {"max_new_tokens": 5, "do_sample": False}
     want = model.generate(**inputs, **gen)

@@ -19,6 +19,7 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
+from model_helpers import train_steps
 from tokenizer_helpers import qwen2_tokenizer, rendered
 from vitune.data.instance import Instance, Turn
 from vitune.train.compose import compose_llava
@@ -99,22 +100,8 @@ def test_qwen2_compose_train_export_reload_generate(tmp_path):
     assert batch["labels"][0, len(prompt_ids)] == tok.convert_tokens_to_ids("red")
 
     model, _ = set_trainable_parts(c.model, {"vision": "frozen", "projector": "full", "llm": "full"})
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    model.train()
-    for _ in range(20):
-        logits = model(
-            input_ids=batch["input_ids"],
-            attention_mask=batch["attention_mask"],
-            pixel_values=batch["pixel_values"],
-        ).logits
-        loss = torch.nn.functional.cross_entropy(
-            logits[:, :-1].flatten(0, 1), batch["labels"][:, 1:].flatten(), ignore_index=IGNORE_INDEX
-        )
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-    model.eval()
-    assert loss.item() < 0.2  # the check that matters is what greedy generation says below
+    loss = train_steps(model, batch, 20)
+    assert loss < 0.2  # the check that matters is what greedy generation says below
 
     gen = {"max_new_tokens": 8, "do_sample": False}
     want = {name: model.generate(**_inputs(c.processor, name), **gen) for name in COLORS}
