@@ -180,6 +180,30 @@ def test_multi_turn_renders_with_the_template(server, gen, images):
     assert r.json()["choices"][0]["message"]["content"] == gen.answer([rendered], [images[1]])[0]
 
 
+def _ask_together(app, bodies: list[dict]) -> tuple[list[str], dict]:
+    """Send `bodies` at once (threads released by one barrier); their answers and the server's stats."""
+    answers: list[str] = [""] * len(bodies)
+    barrier = threading.Barrier(len(bodies))
+
+    def ask(k: int, srv: BackgroundServer) -> None:
+        barrier.wait()
+        r = post(srv, bodies[k])
+        answers[k] = r.json()["choices"][0]["message"]["content"] if r.status_code == 200 else r.text
+
+    with BackgroundServer(app) as srv:
+        threads = [threading.Thread(target=ask, args=(k, srv)) for k in range(len(bodies))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        stats = httpx.get(f"http://127.0.0.1:{srv.port}/vitune/stats").json()
+    return answers, stats
+
+
+def _messages(text: str, img) -> list[dict]:
+    return [user_with_image(text, data_url(img))] if img else [{"role": "user", "content": text}]
+
+
 def test_concurrent_requests_share_a_batch(model_dir, gen, images):
     # The batch closes when 6 have arrived, so the long wait only guards against a slow thread start.
     app = load_app(model_dir, model_name=NAME, batch_size=6, max_wait_ms=3000, max_tokens_cap=16)
@@ -191,23 +215,9 @@ def test_concurrent_requests_share_a_batch(model_dir, gen, images):
         ("Say something without an image, please.", None, 6),
         ("Hi", None, 4),
     ]
-    answers: list[str | None] = [None] * len(questions)
-    barrier = threading.Barrier(len(questions))
-
-    def ask(k: int, srv: BackgroundServer) -> None:
-        text, img, n = questions[k]
-        content = [user_with_image(text, data_url(img))] if img else [{"role": "user", "content": text}]
-        barrier.wait()
-        r = post(srv, {"messages": content, "max_tokens": n})
-        answers[k] = r.json()["choices"][0]["message"]["content"] if r.status_code == 200 else r.text
-
-    with BackgroundServer(app) as srv:
-        threads = [threading.Thread(target=ask, args=(k, srv)) for k in range(len(questions))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
-        stats = httpx.get(f"http://127.0.0.1:{srv.port}/vitune/stats").json()
+    answers, stats = _ask_together(
+        app, [{"messages": _messages(text, img), "max_tokens": n} for text, img, n in questions]
+    )
     assert stats["batch_sizes"] == [6] and stats["requests"] == 6
     assert stats["generate_calls"] == 2  # one per distinct max_tokens
     sequential = []
@@ -494,24 +504,11 @@ def test_sampled_answers_do_not_depend_on_batch_mates(model_dir, gen, images):
         ("Say something, please.", None, 6, 1.3, 1.0, 2),
         ("What color is the cube?", images[0], 6, 1.3, 1.0, 1),  # the first one again
     ]
-    answers: list[str | None] = [None] * len(questions)
-    barrier = threading.Barrier(len(questions))
-
-    def ask(k: int, srv: BackgroundServer) -> None:
-        text, img, n, t, p, seed = questions[k]
-        content = [user_with_image(text, data_url(img))] if img else [{"role": "user", "content": text}]
-        barrier.wait()
-        body = {"messages": content, "max_tokens": n, "temperature": t, "top_p": p, "seed": seed}
-        r = post(srv, body)
-        answers[k] = r.json()["choices"][0]["message"]["content"] if r.status_code == 200 else r.text
-
-    with BackgroundServer(app) as srv:
-        threads = [threading.Thread(target=ask, args=(k, srv)) for k in range(len(questions))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
-        stats = httpx.get(f"http://127.0.0.1:{srv.port}/vitune/stats").json()
+    bodies = [
+        {"messages": _messages(text, img), "max_tokens": n, "temperature": t, "top_p": p, "seed": seed}
+        for text, img, n, t, p, seed in questions
+    ]
+    answers, stats = _ask_together(app, bodies)
     assert stats["batch_sizes"] == [6]
     assert stats["generate_calls"] == 2 + 4  # greedy: one per max_tokens; sampled: one each
     alone = []
