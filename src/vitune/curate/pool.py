@@ -116,10 +116,13 @@ class Pool:
     def images(self, idx: np.ndarray) -> list[str | None]:
         return self.image_col.take(pa.array(idx, pa.int64())).to_pylist()
 
-    def image_paths(self, idx: np.ndarray) -> list[str | None]:
-        """The resolved file of each record's image, or None (no image, or its input has no image_root)."""
+    def image_paths(self, idx: np.ndarray, images: list[str | None] | None = None) -> list[str | None]:
+        """The resolved file of each record's image, or None (no image, or its input has no image_root).
+
+        `images`: `self.images(idx)` when the caller already has it (one column read, not two).
+        """
         out: list[str | None] = []
-        for i, img in zip(idx.tolist(), self.images(idx), strict=True):
+        for i, img in zip(idx.tolist(), self.images(idx) if images is None else images, strict=True):
             root = self.roots[self.source[i]]
             out.append(str(Path(root) / img) if (root is not None and img is not None) else None)
         return out

@@ -101,7 +101,8 @@ def _digest(*parts: Any) -> str:
 def _image_keys(pool: Pool, idx: np.ndarray) -> list[str | None]:
     assert pool.hashes is not None
     out: list[str | None] = []
-    for img, p in zip(pool.images(idx), pool.image_paths(idx), strict=True):
+    images = pool.images(idx)
+    for img, p in zip(images, pool.image_paths(idx, images), strict=True):
         if img is None:
             out.append(None)
         elif p is not None and os.path.exists(p):
@@ -208,12 +209,13 @@ def run_step(pool: Pool, idx: np.ndarray, step: Any, seed: int, label: str, prog
             source_patterns=step.source_patterns or DEFAULT_SOURCE_PATTERNS,
             error_patterns=step.error_patterns or DEFAULT_ERROR_PATTERNS,
         )
-        paths = pool.image_paths(idx)
+        images = pool.images(idx)
+        paths = pool.image_paths(idx, images)
         if "missing_image" in step.checks:
             lacking = sorted(
                 {
                     pool.source_name(i)
-                    for i, img, p in zip(idx.tolist(), pool.images(idx), paths, strict=True)
+                    for i, img, p in zip(idx.tolist(), images, paths, strict=True)
                     if img and p is None
                 }
             )
@@ -249,8 +251,9 @@ def run_step(pool: Pool, idx: np.ndarray, step: Any, seed: int, label: str, prog
         return _local(res, idx)
     if t == "dedup_image":
         assert pool.hashes is not None
-        paths = pool.image_paths(idx)
-        with_img = [k for k, img in enumerate(pool.images(idx)) if img is not None]
+        images = pool.images(idx)
+        paths = pool.image_paths(idx, images)
+        with_img = [k for k, img in enumerate(images) if img is not None]
         lacking = sorted({pool.source_name(idx[k]) for k in with_img if paths[k] is None})
         if lacking:
             raise ValueError(f"{label}: dedup_image needs image_root on input(s) {lacking}")
