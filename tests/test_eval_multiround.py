@@ -112,11 +112,7 @@ def test_dialog_prompts_hold_earlier_turns_and_own_answers(model_dir, images):
             assert pos == sorted(pos)
             assert turn["prompt"].count("<image>") == 1 and turn["prompt"].count("</s>") == k
             # The recorded answer is what the model says to exactly that prompt, alone (batch 1).
-            from vitune.eval.generate import _prepare_image
-
-            alone = gen._generate_batch(
-                [turn["prompt"]], [_prepare_image(image, gen.processor.image_processor)]
-            )
+            alone = gen.answer([turn["prompt"]], [image])
             assert alone == [turn["multi"]]
     # Multi-round answers differ from single-round ones somewhere: history changes the prompt.
     later = [(t["single"], t["multi"]) for r in res["dialogs"] for t in r["turns"][1:]]

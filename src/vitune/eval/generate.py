@@ -169,10 +169,6 @@ class Generator:
             texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
         return [Completion(t.strip(), *self._stop(row)) for t, row in zip(texts, new_tokens, strict=True)]
 
-    def _generate_batch(self, prompts: list[str], images: list[Image.Image] | None) -> list[str]:
-        """One batch, as given (no reordering)."""
-        return [c.text for c in self._run(self._inputs(prompts, images))]
-
     def answer(self, prompts: Sequence[str], images: Sequence[Any]) -> list[str]:
         """Answer rendered prompts (`images[i]`: a path, a PIL image, or None for text-only)."""
         return [c.text for c in self.complete(prompts, images)]
