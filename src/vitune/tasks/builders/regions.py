@@ -208,42 +208,41 @@ def vg_phrase_grounding(record: ImageRecord, rng: random.Random, ctx: BuildConte
     ]
 
 
-def _ref_regions(record: ImageRecord) -> list[Region]:
-    return [r for r in record.regions if r.source in REFCOCO_SOURCES] if record.width > 0 else []
+def _pick_ref(record: ImageRecord, rng: random.Random) -> tuple[Region, str, dict] | None:
+    """One RefCOCO-family region of the image, its box as text and the sample meta (None: none)."""
+    regions = [r for r in record.regions if r.source in REFCOCO_SOURCES] if record.width > 0 else []
+    if not regions:
+        return None
+    r = rng.choice(regions)
+    meta = {"region_id": r.region_id, "object_id": record.meta.get("region_objects", {}).get(r.region_id)}
+    return r, box_text(r.box, record.width, record.height), meta
 
 
 @builder("refcoco_grounding")
 def refcoco_grounding(record: ImageRecord, rng: random.Random, ctx: BuildContext) -> list[Sample]:
-    regions = _ref_regions(record)
-    if not regions:
+    if (ref := _pick_ref(record, rng)) is None:
         return []
-    r = rng.choice(regions)
-    meta = {"region_id": r.region_id, "object_id": record.meta.get("region_objects", {}).get(r.region_id)}
-    return [Sample({"phrase": r.phrase, "box": box_text(r.box, record.width, record.height)}, meta)]
+    r, box, meta = ref
+    return [Sample({"phrase": r.phrase, "box": box}, meta)]
 
 
 @builder("refcoco_region_caption")
 def refcoco_region_caption(record: ImageRecord, rng: random.Random, ctx: BuildContext) -> list[Sample]:
-    regions = _ref_regions(record)
-    if not regions:
+    if (ref := _pick_ref(record, rng)) is None:
         return []
-    r = rng.choice(regions)
-    meta = {"region_id": r.region_id, "object_id": record.meta.get("region_objects", {}).get(r.region_id)}
-    return [Sample({"box": box_text(r.box, record.width, record.height), "phrase": r.phrase}, meta)]
+    r, box, meta = ref
+    return [Sample({"box": box, "phrase": r.phrase}, meta)]
 
 
 @builder("refcoco_selection")
 def refcoco_selection(record: ImageRecord, rng: random.Random, ctx: BuildContext) -> list[Sample]:
     """Pick the referred object's box among the boxes of other objects of the same image."""
-    regions = _ref_regions(record)
-    if not regions:
+    if (ref := _pick_ref(record, rng)) is None:
         return []
-    r = rng.choice(regions)
-    box = box_text(r.box, record.width, record.height)
+    r, box, meta = ref
     # Every COCO object's box is a candidate; an identical box (the referred object) is the answer.
     boxes = [box_text(o.box, record.width, record.height) for o in objects_of(record, "coco")]
     choices = list(dict.fromkeys([box, *boxes]))
     if len(choices) < 2:
         return []
-    meta = {"region_id": r.region_id, "object_id": record.meta.get("region_objects", {}).get(r.region_id)}
     return [Sample({"phrase": r.phrase, "answer": box}, meta, choices=choices)]
