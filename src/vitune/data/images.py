@@ -1,8 +1,18 @@
-"""Image loading and LLaVA's pad-to-square preprocessing, shared by training and evaluation."""
+"""Image loading, the one image check, and LLaVA's pad-to-square preprocessing.
+
+Every command that opens an image from user data (build, curate, train, eval, serve) goes through
+`open_image` / `check_image`: the header is read first and the size checked against a pixel limit
+and an aspect-ratio limit *before* any pixel is decoded, so a 234-byte PNG that claims 1 x 20000 or a
+144-megapixel "bomb" costs nothing. Every failure is an `ImageError` (a ValueError) with a short
+reason, never Pillow's `DecompressionBombError` or a bare OSError, so callers can ledger it.
+"""
 
 from __future__ import annotations
 
+import io
 import os
+import warnings
+from dataclasses import dataclass
 
 from PIL import Image
 
@@ -11,13 +21,92 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-def load_rgb(path: str | os.PathLike) -> Image.Image:
-    """Open an image as RGB, with a clear error naming the file when it cannot be read."""
+# 64 megapixels: far above any training resolution (LLaVA-OneVision's anyres tops out near 10 MP) and
+# about 192 MB of RGB, so one hostile image cannot exhaust memory. Configurable per call.
+DEFAULT_MAX_PIXELS = 64_000_000
+# Longest side over shortest side; a 1 x 20000 strip is no picture and pads to a 20000^2 square.
+DEFAULT_MAX_ASPECT = 50.0
+
+
+class ImageError(ValueError):
+    """An image that cannot be used: unreadable, empty, too large or too elongated. `reason` is short
+    and stable (for ledgers and counts); the message also names the file."""
+
+    def __init__(self, source: object, reason: str) -> None:
+        super().__init__(f"{source}: {reason}")
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """What an acceptable image is; `None` disables a limit."""
+
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    max_aspect: float | None = DEFAULT_MAX_ASPECT
+    min_side: int = 1
+
+
+def _check_size(size: tuple[int, int], limits: ImageLimits, source: object) -> None:
+    w, h = size
+    if w < limits.min_side or h < limits.min_side:
+        raise ImageError(source, f"image too small ({w}x{h})")
+    if limits.max_pixels is not None and w * h > limits.max_pixels:
+        raise ImageError(source, f"image too large ({w}x{h} = {w * h} pixels > {limits.max_pixels})")
+    if limits.max_aspect is not None and max(w, h) / min(w, h) > limits.max_aspect:
+        raise ImageError(
+            source, f"image aspect ratio {max(w, h) / min(w, h):.0f}:1 > {limits.max_aspect:g}:1"
+        )
+
+
+def open_image(
+    src: str | os.PathLike | bytes, limits: ImageLimits = ImageLimits(), *, source: object = None
+) -> Image.Image:
+    """Decode an image file (a path or its bytes) to RGB after checking its header against `limits`.
+
+    Raises `ImageError` for anything unusable: missing or empty file, not an image, truncated or
+    corrupt data, a size over the limits (checked before decoding), a decompression bomb.
+    """
+    name = source if source is not None else ("<bytes>" if isinstance(src, bytes) else src)
+    if isinstance(src, bytes):
+        if not src:
+            raise ImageError(name, "empty image data")
+        fh: object = io.BytesIO(src)
+    else:
+        try:
+            if os.path.getsize(src) == 0:
+                raise ImageError(name, "empty image file")
+        except OSError as e:
+            raise ImageError(name, f"unreadable image ({e.strerror or e})") from e
+        fh = src
     try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: unreadable image ({e})") from e
+        with warnings.catch_warnings():
+            # Our own limit is the check; Pillow's bomb warning would only be noise.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(fh) as im:  # reads the header only
+                _check_size(im.size, limits, name)
+                return im.convert("RGB")
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise ImageError(name, f"decompression bomb ({e})") from e
+    except (OSError, ValueError, SyntaxError, EOFError) as e:  # Pillow's decoders raise all of these
+        raise ImageError(name, f"unreadable image ({type(e).__name__}: {e})") from e
+    except MemoryError as e:
+        raise ImageError(name, "image too large to decode") from e
+
+
+def check_image(src: str | os.PathLike | bytes, limits: ImageLimits = ImageLimits()) -> str | None:
+    """Why `src` is not a usable image (the `ImageError` reason), or None when it decodes fine."""
+    try:
+        open_image(src, limits)
+    except ImageError as e:
+        return e.reason
+    return None
+
+
+def load_rgb(path: str | os.PathLike, limits: ImageLimits = ImageLimits()) -> Image.Image:
+    """Open an image as RGB through the one image check; `ImageError` (a ValueError) names the file."""
+    return open_image(path, limits)
 
 
 def pad_color(image_processor: object) -> tuple[int, int, int]:
