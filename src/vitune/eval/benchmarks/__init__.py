@@ -11,10 +11,12 @@ below so that it registers.
 """
 
 from vitune.eval.benchmarks import (  # noqa: F401 - imported to register the benchmarks
+    ai2d,
     chair,
     gqa,
     imagefolder,
     llava_bench,
+    mathvista,
     mm_vet,
     mmbench,
     mme,
