@@ -62,7 +62,8 @@ def test_every_benchmark_loads_and_scores_perfect_and_wrong(written):
     for name, path in written.items():
         bench = get_benchmark(name)
         items = bench.load(path)
-        assert len(items) >= 20, name
+        # Only images with a sign have TextVQA questions; ScienceQA has one problem per chosen image.
+        assert len(items) >= (10 if name in ("textvqa", "scienceqa") else 20), name
         perfect = {it.item_id: _best(it.answers) for it in items}
         wrong = {it.item_id: _wrong(name, it) for it in items}
         top = bench.score(perfect, items)

@@ -18,6 +18,12 @@ def world(
     images: Annotated[int, typer.Option(min=1, help="Number of images.")] = 1000,
     seed: Annotated[int, typer.Option(help="Seed: same seed, same bytes.")] = 0,
     workers: Annotated[int, typer.Option(min=1, help="Processes drawing images.")] = 2,
+    benchmarks: Annotated[
+        bool, typer.Option(help="Also write every benchmark drawable from the test split to OUT/benchmarks.")
+    ] = False,
+    bench_images: Annotated[
+        int | None, typer.Option(min=1, help="Benchmarks on a seeded sample of N test images.")
+    ] = None,
 ) -> None:
     """Generate the embedded miniature world (images + COCO / Visual Genome / VQAv2 files)."""
     from vitune.world.generate import generate_world
@@ -25,6 +31,11 @@ def world(
     with make_progress() as prog:
         bar = prog.add_task("world", total=images, info="")
         summary = generate_world(out, images, seed, workers=workers, progress=lambda k: prog.advance(bar, k))
+    if benchmarks:
+        from vitune.eval.world_bench import write_world_benchmarks
+
+        paths = write_world_benchmarks(out, out / "benchmarks", "test", seed, max_images=bench_images)
+        summary["benchmarks"] = {name: str(p) for name, p in paths.items()}
     console.print(f"[green]wrote {out}[/green]")
     console.print_json(data=summary)
 

@@ -15,6 +15,7 @@
                   (index + k*1e6, options rotated, answer letter moved, image = index of its main row)
     seed_bench/   SEED-Bench.json (4 choices, letter answers, SEED question-type ids) + images
     imagefolder/  <class>/<image_id>_<k>.jpg: one crop per COCO object box (10% margin), per class
+    gqa/, textvqa/, scienceqa/, ai2d/   see `world_bench_extra.py`
 
 Each file is what the registered loader in `eval/benchmarks/` reads; `{name: path}` is returned with
 the path that loader takes. Every random choice comes from `derive_seed(seed, benchmark, image id)`,
@@ -33,35 +34,44 @@ benchmark is atomic). `run_world_benchmarks(model, world, out)` writes them to `
 from __future__ import annotations
 
 import base64
-import contextlib
 import csv
 import io
 import json
 import os
 import random
 import re
-import shutil
-import tempfile
-from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
-from vitune.data.records import ImageRecord
+from vitune.eval.world_bench_extra import EXTRA_BENCHMARKS, extra_writers
+from vitune.eval.world_facts import (
+    OPPOSITE,
+    ImageFacts,
+    Universe,
+    an,
+    balanced,
+    bench_rng,
+    choice_questions,
+    fresh_dir,
+    image_facts,
+    place_file,
+    shuffled,
+    universe,
+)
 from vitune.sources.merge import load_world
-from vitune.sources.paths import resolve_image
 from vitune.utils.atomic import write_json
-from vitune.utils.hashing import derive_seed
-from vitune.utils.text import COLOR_WORDS, plural
+from vitune.utils.text import plural
 
-BENCHMARKS = ("vqav2", "pope", "mme", "mmbench", "seed_bench", "imagefolder")
+# What the quickstart runs (fast on a tiny model); `vitune world --benchmarks` writes all of BENCHMARKS.
+CORE_BENCHMARKS = ("vqav2", "pope", "mme", "mmbench", "seed_bench", "imagefolder")
+BENCHMARKS = (*CORE_BENCHMARKS, *EXTRA_BENCHMARKS)
 POPE_STRATEGIES = ("random", "popular", "adversarial")
 YES_NO = " Please answer yes or no."
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
-OPPOSITE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
 MME_POSITION = {
     "left of": "on the left side of",
     "right of": "on the right side of",
@@ -85,196 +95,12 @@ MMBENCH_KINDS = {
 CIRCULAR_STRIDE = 1_000_000
 
 
-# ---- what an image's annotations say -----------------------------------------------------------
-
-
-@dataclass
-class Thing:
-    """An annotated object with what questions need; `ref` names it unambiguously, or is None."""
-
-    oid: str
-    name: str
-    color: str | None
-    text: str | None
-    ref: str | None = None
-
-
-@dataclass
-class ImageFacts:
-    rec: ImageRecord
-    path: Path  # the image file in the world
-    counts: Counter[str]  # COCO category -> instances
-    things: list[Thing]
-    relations: list[tuple[Thing, str, Thing]]  # left/right/above/below between nameable things
-
-    @property
-    def image_id(self) -> str:
-        return self.rec.image_id
-
-    @property
-    def present(self) -> list[str]:
-        return sorted(self.counts)
-
-    def coco_name(self, split: str) -> str:
-        if not self.image_id.isdigit():
-            raise ValueError(f"image id {self.image_id!r} is not a COCO (integer) id")
-        return f"COCO_{split}_{int(self.image_id):012d}.jpg"
-
-    def directions(self, a: Thing, b: Thing) -> set[str]:
-        """Every stated direction of `a` relative to `b` (b left of a means a right of b)."""
-        out = {p for s, p, o in self.relations if s is a and o is b}
-        return out | {OPPOSITE[p] for s, p, o in self.relations if s is b and o is a}
-
-
-def image_facts(rec: ImageRecord, image_root: Path) -> ImageFacts:
-    coco = [o for o in rec.objects if o.source == "coco"] or rec.objects
-    vg = [o for o in rec.objects if o.source == "vg"]
-    things = []
-    for o in vg:
-        colors = [a for a in o.attributes if a in COLOR_WORDS]
-        texts = [a[5:] for a in o.attributes if a.startswith("text:")]
-        things.append(Thing(o.object_id, o.name, colors[0] if colors else None, texts[0] if texts else None))
-    by_name = Counter(t.name for t in things)
-    by_name_color = Counter((t.name, t.color) for t in things)
-    for t in things:
-        if by_name[t.name] == 1:
-            t.ref = t.name
-        elif t.color and by_name_color[(t.name, t.color)] == 1:
-            t.ref = f"{t.color} {t.name}"
-    ids = {t.oid: t for t in things}
-    rels = [
-        (ids[r.subject_id], r.predicate, ids[r.object_id])
-        for r in rec.relations
-        if r.predicate in OPPOSITE and r.subject_id in ids and r.object_id in ids
-    ]
-    rels = [(s, p, o) for s, p, o in rels if s.ref and o.ref and s is not o]
-    return ImageFacts(
-        rec, resolve_image(image_root, rec.file_name), Counter(o.name for o in coco), things, rels
-    )
-
-
-@dataclass
-class Universe:
-    """Split-wide statistics the negatives are drawn from."""
-
-    categories: list[str]
-    frequency: Counter[str]  # images containing each category
-    cooccur: dict[str, Counter[str]] = field(default_factory=dict)
-    colors: list[str] = field(default_factory=list)
-    texts: list[str] = field(default_factory=list)
-
-    def absent(self, f: ImageFacts) -> list[str]:
-        return [c for c in self.categories if c not in f.counts]
-
-
-def universe(facts: Sequence[ImageFacts]) -> Universe:
-    freq: Counter[str] = Counter()
-    co: dict[str, Counter[str]] = defaultdict(Counter)
-    for f in facts:
-        freq.update(f.present)
-        for a in f.present:
-            co[a].update(b for b in f.present if b != a)
-    colors = sorted({t.color for f in facts for t in f.things if t.color})
-    texts = sorted({t.text for f in facts for t in f.things if t.text})
-    return Universe(sorted(freq), freq, dict(co), colors, texts)
-
-
-def _an(word: str) -> str:
-    return f"an {word}" if word[:1] in "aeiou" else f"a {word}"
-
-
-def _rng(seed: int, *parts: object) -> random.Random:
-    return random.Random(derive_seed(seed, "world_bench", *parts))
-
-
-# ---- question kinds shared by the multiple-choice benchmarks -----------------------------------
-
-
-@dataclass
-class Choice:
-    question: str
-    correct: str
-    distractors: list[str]
-
-
-def choice_questions(f: ImageFacts, u: Universe, rng: random.Random) -> dict[str, Choice]:
-    """Every multiple-choice question kind this image supports (at most one question per kind)."""
-    out: dict[str, Choice] = {}
-    colored = [t for t in f.things if t.color and t.ref == t.name]  # "the star": colour not given away
-    if colored and len(u.colors) > 1:
-        t = rng.choice(colored)
-        wrong = [c for c in u.colors if c != t.color]
-        out["color"] = Choice(f"What color is the {t.name}?", t.color, rng.sample(wrong, min(3, len(wrong))))  # type: ignore[arg-type]
-    signs = [t for t in f.things if t.text and t.ref]
-    if signs and len(u.texts) > 1:
-        t = rng.choice(signs)
-        wrong = [x for x in u.texts if x != t.text]
-        out["ocr"] = Choice(f"What does the {t.ref} say?", t.text, rng.sample(wrong, min(3, len(wrong))))  # type: ignore[arg-type]
-    absent = u.absent(f)
-    if f.counts and absent:
-        out["identity"] = Choice(
-            "Which of these objects is in the image?",
-            rng.choice(f.present),
-            rng.sample(absent, min(3, len(absent))),
-        )
-    if f.counts:
-        cat = rng.choice(f.present)
-        n = f.counts[cat]
-        wrong = [str(k) for k in range(1, max(6, n + 3)) if k != n]
-        out["count"] = Choice(f"How many {plural(cat)} are in the image?", str(n), rng.sample(wrong, 3))
-    if f.relations:
-        a, pred, b = rng.choice(f.relations)
-        true = f.directions(a, b)
-        wrong = sorted({OPPOSITE[p] for p in true} - true)
-        if wrong:
-            out["spatial"] = Choice(
-                f"Where is the {a.ref} relative to the {b.ref}?",
-                f"{pred} the {b.ref}",
-                [f"{w} the {b.ref}" for w in wrong],
-            )
-    return out
-
-
-def _balanced(
-    options: Sequence[tuple[ImageFacts, dict[str, Any]]], rng: random.Random
-) -> list[tuple[ImageFacts, str, Any]]:
-    """One kind per image: the least used so far among those it supports (seeded tie-break)."""
-    used: Counter[str] = Counter()
-    out = []
-    for f, kinds in options:
-        if not kinds:
-            continue
-        least = min(used[k] for k in kinds)
-        kind = rng.choice(sorted(k for k in kinds if used[k] == least))
-        used[kind] += 1
-        out.append((f, kind, kinds[kind]))
-    return out
-
-
-def _shuffled(c: Choice, rng: random.Random) -> tuple[list[str], int]:
-    opts = [c.correct, *c.distractors]
-    rng.shuffle(opts)
-    return opts, opts.index(c.correct)
-
-
-# ---- writers, one per benchmark ------------------------------------------------------------------
-
-
-def _place(src: Path, dst: Path) -> None:
-    """A hard link when possible (same file system, no copy), else a copy."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
-
-
 def write_vqav2(dst: Path, facts: Sequence[ImageFacts], split: str) -> Path:
     questions, annotations = [], []
     for f in facts:
         if not f.rec.qas:
             continue
-        _place(f.path, dst / f.coco_name(split))
+        place_file(f.path, dst / f.coco_name(split))
         for qa in f.rec.qas:
             qid = int(qa.question_id) if qa.question_id.isdigit() else qa.question_id
             questions.append({"image_id": int(f.image_id), "question": qa.question, "question_id": qid})
@@ -310,12 +136,12 @@ def write_pope(
         if n == 0:
             continue
         name = f.coco_name(split)
-        _place(f.path, dst / name)
+        place_file(f.path, dst / name)
         # The positives are the same in every split (POPE samples ground truth once per image).
-        pos = _rng(seed, "pope", "positive", f.image_id).sample(f.present, n)
+        pos = bench_rng(seed, "pope", "positive", f.image_id).sample(f.present, n)
         score = {c: sum(u.cooccur.get(p, Counter())[c] for p in f.present) for c in absent}
         negatives = {
-            "random": _rng(seed, "pope", "random", f.image_id).sample(absent, n),
+            "random": bench_rng(seed, "pope", "random", f.image_id).sample(absent, n),
             "popular": sorted(absent, key=lambda c: (-u.frequency[c], c))[:n],
             "adversarial": sorted(absent, key=lambda c: (-score[c], -u.frequency[c], c))[:n],
         }
@@ -326,7 +152,7 @@ def write_pope(
                     {
                         "question_id": len(out) + 1,
                         "image": name,
-                        "text": f"Is there {_an(cat)} in the image?",
+                        "text": f"Is there {an(cat)} in the image?",
                         "label": label,
                     }
                 )
@@ -349,8 +175,8 @@ def mme_pairs(f: ImageFacts, u: Universe, rng: random.Random) -> dict[str, tuple
     absent = u.absent(f)
     if f.counts and absent:
         out["existence"] = (
-            f"Is there {_an(rng.choice(f.present))} in this image?",
-            f"Is there {_an(rng.choice(absent))} in this image?",
+            f"Is there {an(rng.choice(f.present))} in this image?",
+            f"Is there {an(rng.choice(absent))} in this image?",
         )
     if f.counts:
         cat = rng.choice(f.present)
@@ -368,8 +194,8 @@ def mme_pairs(f: ImageFacts, u: Universe, rng: random.Random) -> dict[str, tuple
         t = rng.choice(colored)
         other = rng.choice([c for c in u.colors if c != t.color])
         out["color"] = (
-            f"Is there {_an(t.color)} {t.name} in the image?",
-            f"Is there {_an(other)} {t.name} in the image?",
+            f"Is there {an(t.color)} {t.name} in the image?",
+            f"Is there {an(other)} {t.name} in the image?",
         )  # type: ignore[arg-type]
     signs = [t for t in f.things if t.text and t.ref]
     if signs and len(u.texts) > 1:
@@ -380,17 +206,17 @@ def mme_pairs(f: ImageFacts, u: Universe, rng: random.Random) -> dict[str, tuple
 
 
 def write_mme(dst: Path, facts: Sequence[ImageFacts], u: Universe, seed: int) -> Path:
-    options = [(f, mme_pairs(f, u, _rng(seed, "mme", f.image_id))) for f in facts]
-    for f, subtask, (yes, no) in _balanced(options, _rng(seed, "mme", "assign")):
+    options = [(f, mme_pairs(f, u, bench_rng(seed, "mme", f.image_id))) for f in facts]
+    for f, subtask, (yes, no) in balanced(options, bench_rng(seed, "mme", "assign")):
         folder = dst / subtask
-        _place(f.path, folder / f"{f.image_id}{f.path.suffix}")
+        place_file(f.path, folder / f"{f.image_id}{f.path.suffix}")
         lines = f"{yes}{YES_NO}\tYes\n{no}{YES_NO}\tNo\n"
         (folder / f"{f.image_id}.txt").write_text(lines, encoding="utf-8")
     return dst
 
 
 def write_mmbench(dst: Path, facts: Sequence[ImageFacts], u: Universe, seed: int) -> Path:
-    options = [(f, choice_questions(f, u, _rng(seed, "mmbench", f.image_id))) for f in facts]
+    options = [(f, choice_questions(f, u, bench_rng(seed, "mmbench", f.image_id))) for f in facts]
     cols = [
         "index",
         "question",
@@ -406,8 +232,8 @@ def write_mmbench(dst: Path, facts: Sequence[ImageFacts], u: Universe, seed: int
         "image",
     ]
     main, rotated = [], []
-    for index, (f, kind, c) in enumerate(_balanced(options, _rng(seed, "mmbench", "assign")), start=1):
-        opts, pos = _shuffled(c, _rng(seed, "mmbench", "order", f.image_id))
+    for index, (f, kind, c) in enumerate(balanced(options, bench_rng(seed, "mmbench", "assign")), start=1):
+        opts, pos = shuffled(c, bench_rng(seed, "mmbench", "order", f.image_id))
         cat, l2 = MMBENCH_KINDS[kind]
         img = base64.b64encode(f.path.read_bytes()).decode("ascii")
         for k in range(len(opts)):
@@ -430,14 +256,14 @@ def write_mmbench(dst: Path, facts: Sequence[ImageFacts], u: Universe, seed: int
 def write_seed(dst: Path, facts: Sequence[ImageFacts], u: Universe, seed: int) -> Path:
     options = []
     for f in facts:
-        kinds = choice_questions(f, u, _rng(seed, "seed", f.image_id))
+        kinds = choice_questions(f, u, bench_rng(seed, "seed", f.image_id))
         # SEED always has exactly four choices.
         options.append((f, {k: c for k, c in kinds.items() if k in SEED_KINDS and len(c.distractors) == 3}))
     questions = []
-    for f, kind, c in _balanced(options, _rng(seed, "seed", "assign")):
-        opts, pos = _shuffled(c, _rng(seed, "seed", "order", f.image_id))
+    for f, kind, c in balanced(options, bench_rng(seed, "seed", "assign")):
+        opts, pos = shuffled(c, bench_rng(seed, "seed", "order", f.image_id))
         name = f"{f.image_id}{f.path.suffix}"
-        _place(f.path, dst / name)
+        place_file(f.path, dst / name)
         q = {"question_id": f"{f.image_id}_{kind}", "question": c.question}
         q.update({f"choice_{x}": o for x, o in zip("abcd", opts, strict=True)})
         q.update(
@@ -477,21 +303,6 @@ def write_imagefolder(dst: Path, facts: Sequence[ImageFacts], margin: float = 0.
     return dst
 
 
-@contextlib.contextmanager
-def _fresh_dir(path: Path) -> Iterator[Path]:
-    """A new folder that replaces `path` only when complete: no stale files from an earlier run."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
-        yield tmp
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 def write_world_benchmarks(
     world_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -519,7 +330,7 @@ def write_world_benchmarks(
     u = universe(all_facts)
     facts = all_facts
     if max_images is not None and max_images < len(all_facts):
-        keep = set(_rng(seed, "images").sample(range(len(all_facts)), max_images))
+        keep = set(bench_rng(seed, "images").sample(range(len(all_facts)), max_images))
         facts = [f for i, f in enumerate(all_facts) if i in keep]
 
     out = Path(out_dir)
@@ -530,10 +341,11 @@ def write_world_benchmarks(
         "mmbench": lambda d: write_mmbench(d, facts, u, seed),
         "seed_bench": lambda d: write_seed(d, facts, u, seed),
         "imagefolder": lambda d: write_imagefolder(d, facts),
+        **extra_writers(world_dir, facts, u, split, seed),
     }
     paths: dict[str, Path] = {}
     for name in benchmarks:
-        with _fresh_dir(out / name) as tmp:
+        with fresh_dir(out / name) as tmp:
             written = writers[name](tmp)
         paths[name] = out / name / written.relative_to(tmp)
     write_json(
@@ -560,7 +372,7 @@ def run_world_benchmarks(
     split: str = "test",
     seed: int = 0,
     max_images: int | None = None,
-    benchmarks: Sequence[str] = BENCHMARKS,
+    benchmarks: Sequence[str] = CORE_BENCHMARKS,
     batch_size: int = 8,
     max_new_tokens: int = 16,
     device: str = "cpu",
