@@ -41,9 +41,18 @@ def world(
 
 
 @tasks_app.command("list")
-def tasks_list() -> None:
+def tasks_list(
+    plugin: Annotated[list[str] | None, typer.Option(help="Python module registering tasks.")] = None,
+) -> None:
     """List tasks: name, Vision-Flan category, source."""
+    from vitune.tasks.plugins import PluginError, load_plugin
     from vitune.tasks.spec import registry
+
+    try:
+        for module in plugin or []:
+            load_plugin(module)
+    except PluginError as e:
+        raise typer.BadParameter(str(e)) from None
 
     table = Table("task", "category", "source")
     for name, task in sorted(registry().items()):
@@ -56,6 +65,10 @@ def tasks_show(
     name: str,
     seed: Annotated[int, typer.Option(help="Seed for the sample world and the samples.")] = 0,
     samples: Annotated[int, typer.Option(min=1)] = 3,
+    tasks_file: Annotated[
+        Path | None, typer.Option(help="A tasks file whose definitions NAME may be one of.")
+    ] = None,
+    plugin: Annotated[list[str] | None, typer.Option(help="Python module registering tasks.")] = None,
 ) -> None:
     """Show a task's instruction and samples rendered from a small embedded world."""
     import tempfile
@@ -63,20 +76,27 @@ def tasks_show(
     from vitune.data.ledger import Ledger
     from vitune.sources.merge import load_world
     from vitune.tasks.build import build_instances
+    from vitune.tasks.plugins import PluginError, load_plugin
+    from vitune.tasks.select import SelectionError, select_tasks
     from vitune.tasks.spec import get_task
     from vitune.world.generate import generate_world
 
     try:
-        task = get_task(name)
+        for module in plugin or []:
+            load_plugin(module)
+        defined = select_tasks(tasks_file=tasks_file, cap=1).defined if tasks_file else {}
+        task = defined[name] if name in defined else get_task(name)
     except KeyError as e:
         raise typer.BadParameter(str(e.args[0])) from None
+    except (SelectionError, PluginError) as e:
+        raise typer.BadParameter(str(e)) from None
     console.print(f"[bold]{task.name}[/bold]  ({task.spec.category}; source {task.spec.source})")
     console.print(f"[bold]instruction:[/bold] {task.spec.instruction}")
     console.print(f"[bold]output template:[/bold] {task.spec.output}")
     with tempfile.TemporaryDirectory() as tmp:
         generate_world(tmp, 40, seed, workers=1)
         records = load_world(tmp, "train", Ledger(), extras=True)
-        got = build_instances(records, [name], cap=samples, seed=seed)
+        got = build_instances(records, [task], cap=samples, seed=seed)
     for inst in got[:samples]:
         console.rule(f"{inst.id}  image={inst.image}")
         console.print(f"[cyan]USER:[/cyan] {inst.turns[0].text}")
@@ -119,8 +139,10 @@ def build(
     task: Annotated[list[str] | None, typer.Option(help="Task name (repeatable).")] = None,
     category: Annotated[list[str] | None, typer.Option(help="Vision-Flan category (repeatable).")] = None,
     tasks_file: Annotated[
-        Path | None, typer.Option(help="YAML list of task names / categories, optionally with caps.")
+        Path | None,
+        typer.Option(help="YAML list of task names / categories (optional caps) and task definitions."),
     ] = None,
+    plugin: Annotated[list[str] | None, typer.Option(help="Python module registering tasks.")] = None,
     cap: Annotated[
         int, typer.Option(min=1, help="Per-task cap (Vision-Flan: 10,000; public release: 1,000).")
     ] = 10_000,
@@ -166,7 +188,11 @@ def build(
         raise typer.BadParameter(
             f"unknown export {bad[0]!r}; known: {', '.join(EXPORTS)}", param_hint="--export"
         )
+    from vitune.tasks.plugins import PluginError, load_plugin
+
     try:
+        for module in plugin or []:
+            load_plugin(module)
         sel = select_tasks(task or [], category or [], tasks_file, cap=cap)
         spec = None
         if sources is not None:
@@ -175,7 +201,7 @@ def build(
             if image_root is None:
                 raise SpecError("--source needs --image-root (the folder image paths are relative to)")
             spec, kind = spec_from_pairs(source, image_root=image_root, split=split or ""), "source"
-    except (SelectionError, SpecError) as e:
+    except (SelectionError, SpecError, PluginError) as e:
         raise typer.BadParameter(str(e)) from None
     ledger = Ledger()
     try:
@@ -204,7 +230,7 @@ def build(
         try:
             manifest = build_to_dir(
                 loaded.records,
-                sel.tasks,
+                sel.resolved(),
                 out,
                 cap=cap,
                 caps=sel.caps,

@@ -120,6 +120,13 @@ def synth(
     ] = "drop",
     limit: Annotated[int | None, typer.Option(min=1, help="At most N images.")] = None,
     seed: Annotated[int, typer.Option()] = 0,
+    prompts: Annotated[
+        Path | None, typer.Option(help="YAML: generator name -> prompt keys to override (or a new one).")
+    ] = None,
+    show_prompt: Annotated[
+        str | None, typer.Option(help="Print the messages GENERATOR sends for --image, then exit.")
+    ] = None,
+    image: Annotated[str | None, typer.Option(help="Image id for --show-prompt.")] = None,
 ) -> None:
     """Generate SVIT-style instructions (and COCO-style dialogs) from each image's annotations."""
     from vitune.data.ledger import Ledger
@@ -127,9 +134,20 @@ def synth(
     from vitune.sources.spec import load, load_spec_file, spec_from_pairs
     from vitune.synth import FilterConfig, OpenAIBackend, TemplateBackend
     from vitune.synth import synth as run_synth
+    from vitune.synth.prompts import load_prompts_file
 
     if sum(bool(x) for x in (world_dir, sources, source)) != 1:
         raise typer.BadParameter("give exactly one input: --world DIR, --sources FILE or --source KIND=PATH")
+    if (show_prompt is None) != (image is None):
+        raise typer.BadParameter("--show-prompt GENERATOR and --image ID go together")
+    overrides = {}
+    if prompts is not None:
+        try:
+            overrides = load_prompts_file(prompts)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--prompts") from None
+    # Specs, not names, go to synth(): an override applies to this run, not to the process's registry.
+    chosen = [overrides.get(g, g) for g in (g.strip() for g in generators.split(",")) if g]
     for name, policy in (("--hallucination", hallucination), ("--color-hallucination", color_hallucination)):
         if policy not in ("drop", "flag", "off"):
             raise typer.BadParameter(f"{name} must be drop, flag or off, not {policy!r}")
@@ -170,6 +188,9 @@ def synth(
     except (OSError, ValueError) as e:  # SpecError is a ValueError
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from None
+    if show_prompt is not None:
+        _show_prompt(records, overrides.get(show_prompt, show_prompt), str(image))
+        return
     with make_progress() as prog:
         bar = prog.add_task("synth", total=None, info="")
 
@@ -179,7 +200,7 @@ def synth(
 
         summary = run_synth(
             records,
-            [g.strip() for g in generators.split(",") if g.strip()],
+            chosen,
             be,
             out,
             seed=seed,
@@ -193,3 +214,27 @@ def synth(
         )
     summary.pop("items", None)
     console.print_json(data=summary)
+
+
+def _show_prompt(records, generator, image_id: str) -> None:
+    """The exact chat messages (and sampling) one generator sends for one image, as JSON on stdout."""
+    import json
+
+    from vitune.synth.prompts import build_messages, get_generator
+
+    try:
+        spec = get_generator(generator)
+    except KeyError as e:
+        raise typer.BadParameter(str(e.args[0]), param_hint="--show-prompt") from None
+    rec = next((r for r in records if r.image_id == image_id), None)
+    if rec is None:
+        raise typer.BadParameter(
+            f"no image {image_id!r} in the input ({len(records)} images)", param_hint="--image"
+        )
+    body = {
+        "generator": spec.name,
+        "image": rec.image_id,
+        **spec.sampling(),
+        "messages": build_messages(spec, rec),
+    }
+    print(json.dumps(body, indent=2, ensure_ascii=False))

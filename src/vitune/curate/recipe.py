@@ -22,6 +22,7 @@ override them; relative input paths are resolved against the recipe's folder.
       - {type: dedup_exact}
       - {type: dedup_minhash, threshold: 0.7, num_perm: 128, shingle: 5}
       - {type: dedup_image, max_distance: 4}
+      - {type: decontaminate, benchmarks: ["pope=${bench}/pope", "${more_benchmarks}"], phash_distance: 4}
       - {type: balance_yes_no, yes_ratio: 0.5}
       - {type: select, method: random, size: 1000}
     mixture: {by: source, temperature: 2.0, target_size: 100000}   # or weights: {vflan: 1.0}
@@ -129,6 +130,20 @@ class DedupImageStep(_Strict):
     keep: Literal["first", "longest"] = "first"
 
 
+class DecontaminateStep(_Strict):
+    """Remove samples on benchmark images (or, `match: question`, asking benchmark questions on
+    them); `benchmarks` are `NAME=PATH` as for `vitune eval --bench`, comma-separated allowed, empty
+    entries (an unset variable) ignored. See curate/decontam.py."""
+
+    type: Literal["decontaminate"]
+    name: str | None = None
+    benchmarks: list[str] = Field(default_factory=list)
+    match: Literal["image", "question"] = "image"
+    phash_distance: int | None = Field(default=4, ge=0, le=20)
+    overlap: float = Field(default=0.8, gt=0.0, le=1.0)
+    ngram: int = Field(default=3, ge=1, le=8)
+
+
 class BalanceYesNoStep(_Strict):
     type: Literal["balance_yes_no"]
     name: str | None = None
@@ -184,7 +199,14 @@ class MixStep(_Strict):
 
 
 Step = Annotated[
-    FilterStep | DedupExactStep | DedupMinhashStep | DedupImageStep | BalanceYesNoStep | SelectStep | MixStep,
+    FilterStep
+    | DedupExactStep
+    | DedupMinhashStep
+    | DedupImageStep
+    | DecontaminateStep
+    | BalanceYesNoStep
+    | SelectStep
+    | MixStep,
     Field(discriminator="type"),
 ]
 

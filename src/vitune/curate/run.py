@@ -272,6 +272,8 @@ def run_step(pool: Pool, idx: np.ndarray, step: Any, seed: int, label: str, prog
         )
         gone = np.fromiter((i for i, _, _ in removed), np.int64, len(removed))
         return idx[~np.isin(idx, gone)], removed
+    if t == "decontaminate":
+        return _decontaminate(pool, idx, step, label, progress)
     if t == "balance_yes_no":
         return _local(
             balance.balance_yes_no(items, step.yes_ratio, derive_seed(seed, label), by_task=step.by_task), idx
@@ -281,6 +283,30 @@ def run_step(pool: Pool, idx: np.ndarray, step: Any, seed: int, label: str, prog
     if t == "mix":
         return run_mix(pool, idx, step, seed, label)
     raise ValueError(f"unknown step type {t!r}")  # pragma: no cover - the schema rejects it first
+
+
+def _decontaminate(pool: Pool, idx: np.ndarray, step: Any, label: str, progress: Progress | None):
+    from vitune.curate.decontam import DecontamConfig, decontaminate, split_entries
+
+    cfg = DecontamConfig(
+        split_entries(step.benchmarks), step.match, step.phash_distance, step.overlap, step.ngram
+    )
+    if not cfg.benchmarks:  # the bundled recipes' step until --var decontaminate=... is given
+        return idx, []
+    assert pool.hashes is not None
+    images = pool.images(idx)
+    paths = pool.image_paths(idx, images)
+    lacking = sorted({pool.source_name(i) for i, img, p in zip(idx.tolist(), images, paths, strict=True)
+                      if img and p is None})  # fmt: skip
+    if lacking:
+        raise ValueError(f"{label}: decontaminate needs image_root on input(s) {lacking}")
+
+    def user_texts(positions: list[int]) -> list[str]:
+        insts = pool.decode(idx[np.asarray(positions, np.int64)])
+        return ["\n".join(t.text for t in inst.turns if t.role == "user") for inst in insts]
+
+    tick = (lambda n, total: progress(label, n, total)) if progress else None
+    return _local(decontaminate(paths, user_texts, cfg, pool.hashes, tick), idx)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -404,6 +430,10 @@ def curate(
                 if step is not None
                 else {"caps": c.model_dump(), "inputs": [i.cap for i in recipe.inputs]}
             )
+            if getattr(step, "type", None) == "decontaminate":
+                from vitune.curate.decontam import benchmarks_fingerprint
+
+                params["benchmark_files"] = benchmarks_fingerprint(step.benchmarks)
             key = _digest(key, k, label, params, recipe.seed)
             path = _cache_path(cache_dir, label, key)
             hit = _cached(path, key)

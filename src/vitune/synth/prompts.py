@@ -133,6 +133,42 @@ def load_generator_file(path: str | os.PathLike, *, register: bool = True) -> Ge
     return spec
 
 
+def load_prompts_file(path: str | os.PathLike, *, register: bool = False) -> dict[str, GeneratorSpec]:
+    """Override generators' prompt keys (or add generators) from one YAML file, `vitune synth --prompts`:
+
+        conversation: {system: "...", temperature: 0.5}     # a built-in, overridden key by key
+        my_qa: {format: qa, system: "... {context} ...", n_items: 5}   # a new generator
+
+    Every entry is validated as a generator file is; errors name the file and the generator.
+    Returns `{name: spec}` (pass the specs to `synth()`); `register=True` also puts them in the
+    process-wide registry.
+    """
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise ValueError(f"{path}: cannot read the prompts file ({e})") from None
+    if not isinstance(data, dict) or not data:
+        raise ValueError(f"{path}: expected a mapping of generator name -> prompt keys")
+    _ensure_builtins()
+    specs = []
+    for name, keys in data.items():
+        where = f"{path}: generator {name!r}"
+        if not isinstance(keys, dict):
+            raise ValueError(f"{where}: expected a mapping of prompt keys")
+        if keys.get("name", name) != name:
+            raise ValueError(f"{where}: 'name' differs from the entry's key")
+        try:
+            specs.append(spec_from_dict({**keys, "name": name}, base=_REGISTRY.get(name), where=where))
+        except (TypeError, ValueError) as e:  # the spec's own checks do not know the file
+            raise ValueError(str(e) if str(e).startswith(str(path)) else f"{where}: {e}") from None
+    if register:
+        for spec in specs:  # registered only once every entry is valid
+            register_generator(spec, override=True)
+    return {spec.name: spec for spec in specs}
+
+
 _REGISTRY: dict[str, GeneratorSpec] = {}
 
 

@@ -12,7 +12,14 @@ category (a string), or a mapping with exactly one of `task:` / `category:` and 
       - vqa_short_answer                 # a task
       - {task: object_counting, cap: 500}
       - {category: perception, cap: 2000}
+      - name: my_task                    # a complete task definition (see tasks/user.py)
+        category: perception
+        instruction: What colour is the {name}?
+        output: "{color}"
+        fields: {unit: object, require: [color], unique: true}
+        cap: 300
 
+A definition is selected by being there; its name must not be a built-in task's.
 Caps: an explicit task entry's cap beats a category entry's, which beats the build's default cap.
 Two entries of the same kind giving one task different caps is an error. Unknown names or
 categories are errors that list the known ones.
@@ -22,7 +29,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +49,11 @@ class Selection:
     tasks: list[str]
     caps: dict[str, int]
     asked: dict[str, Any] = field(default_factory=dict)
+    defined: dict[str, Task] = field(default_factory=dict)  # tasks defined in the tasks file
+
+    def resolved(self) -> list[str | Task]:
+        """The selected tasks for `build_instances` / `build_to_dir`: names, or the defined tasks."""
+        return [self.defined.get(n, n) for n in self.tasks]
 
 
 def categories(tasks: Mapping[str, Task] | None = None) -> dict[str, list[str]]:
@@ -88,12 +100,21 @@ def load_tasks_file(path: str | os.PathLike) -> list[dict[str, Any]]:
         where = f"{path}: entry {i}"
         if isinstance(entry, str):
             out.append({"name": entry})
+        elif isinstance(entry, dict) and "instruction" in entry:
+            from vitune.tasks.user import parse_user_task
+
+            try:
+                task, cap = parse_user_task(entry, where)
+            except ValueError as e:
+                raise SelectionError(str(e)) from None
+            out.append({"define": task, **({"cap": cap} if cap is not None else {})})
         elif isinstance(entry, dict):
             kinds = [k for k in ("task", "category") if k in entry]
             extra = set(entry) - {"task", "category", "cap"}
             if len(kinds) != 1 or extra or not isinstance(entry[kinds[0]], str):
                 raise SelectionError(
-                    f"{where}: expected {{task: NAME}} or {{category: CAT}} with an optional cap"
+                    f"{where}: expected {{task: NAME}} or {{category: CAT}} with an optional cap, "
+                    "or a task definition (name, category, instruction, output, fields)"
                 )
             item: dict[str, Any] = {kinds[0]: entry[kinds[0]]}
             if "cap" in entry:
@@ -114,11 +135,20 @@ def select_tasks(
 ) -> Selection:
     """Resolve a selection against `tasks` (default: the registry); see the module docstring."""
     tasks = registry() if tasks is None else tasks
-    by_cat = categories(tasks)
-    norm_cat = {_norm(c): c for c in by_cat}
     entries: list[dict[str, Any]] = [{"task": n} for n in names] + [{"category": c} for c in cats]
     if tasks_file is not None:
         entries += load_tasks_file(tasks_file)
+    defined: dict[str, Task] = {}
+    for e in entries:
+        if "define" in e:
+            name = e["define"].name
+            if name in tasks or name in defined:
+                raise SelectionError(f"{tasks_file}: task {name!r} is defined twice (or is a built-in task)")
+            defined[name] = e.pop("define")
+            e["task"] = name
+    tasks = {**tasks, **defined}
+    by_cat = categories(tasks)
+    norm_cat = {_norm(c): c for c in by_cat}
     chosen: set[str] = set()
     task_caps: dict[str, int] = {}
     cat_caps: dict[str, int] = {}
@@ -155,4 +185,9 @@ def select_tasks(
     asked = {"tasks": list(names), "categories": list(cats)}
     if tasks_file is not None:
         asked["tasks_file"] = str(tasks_file)
-    return Selection(selected, caps, asked)
+    if defined:
+        # The full definitions, so a manifest says what a user task was, not only its name.
+        asked["defined"] = {
+            n: {"spec": asdict(t.spec), "fields": asdict(t.build.fn)} for n, t in sorted(defined.items())
+        }
+    return Selection(selected, caps, asked, defined)

@@ -193,52 +193,75 @@ def _parse_options(raw: Any, where: str) -> OptionSpec:
     return OptionSpec(negatives, count, pool, tuple(classes), shuffle)
 
 
+def parse_task_entry(name: str, entry: Any, where: str) -> TaskSpec:
+    """One task definition (a catalog entry, or a user's task file entry without its builder keys),
+    validated with errors naming `where` and the field."""
+    if not isinstance(entry, dict):
+        raise ValueError(f"{where}: expected a mapping")
+    missing = [k for k in ("category", "source", "instruction", "output") if k not in entry]
+    if missing:
+        raise ValueError(f"{where}: missing {', '.join(missing)}")
+    unknown = set(entry) - set(_KEYS)
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
+    paraphrases = entry.get("paraphrases", [])
+    if not isinstance(paraphrases, list) or not all(isinstance(p, str) and p.strip() for p in paraphrases):
+        raise ValueError(f"{where}: 'paraphrases' must be a list of non-empty strings")
+    for key in ("category", "source", "instruction", "output", "input", "prompt"):
+        if key in entry and not isinstance(entry[key], str):
+            raise ValueError(f"{where}: {key!r} must be a string, got {type(entry[key]).__name__}")
+    spec = TaskSpec(
+        name=name,
+        category=str(entry["category"]),
+        source=str(entry["source"]),
+        instruction=str(entry["instruction"]).strip(),
+        output=str(entry["output"]),
+        input=str(entry.get("input", "")),
+        prompt=str(entry.get("prompt", "{instruction}\n\n{input}")),
+        paraphrases=tuple(p.strip() for p in paraphrases),
+        options=_parse_options(entry["options"], where) if "options" in entry else None,
+    )
+    if not spec.instruction:
+        raise ValueError(f"{where}: 'instruction' is empty")
+    if spec.instruction in spec.paraphrases:
+        raise ValueError(f"{where}: a paraphrase repeats the instruction")
+    if spec.options is not None:
+        # The option list must reach the user and the answer must name an option.
+        if "{options}" not in spec.input + spec.prompt:
+            raise ValueError(f"{where}: a multiple-choice task must place {{options}} in its input or prompt")
+        if "{choice}" not in spec.output and "{letter}" not in spec.output:
+            raise ValueError(f"{where}: a multiple-choice output must use {{choice}} or {{letter}}")
+    return spec
+
+
 def _parse_catalog(data: dict[str, Any], origin: str) -> dict[str, TaskSpec]:
-    specs: dict[str, TaskSpec] = {}
-    required = ("category", "source", "instruction", "output")
-    for name, entry in data.items():
-        where = f"{origin}: task {name!r}"
-        if not isinstance(entry, dict):
-            raise ValueError(f"{where}: expected a mapping")
-        missing = [k for k in required if k not in entry]
-        if missing:
-            raise ValueError(f"{where}: missing {', '.join(missing)}")
-        unknown = set(entry) - set(_KEYS)
-        if unknown:
-            raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
-        paraphrases = entry.get("paraphrases", [])
-        if not isinstance(paraphrases, list) or not all(
-            isinstance(p, str) and p.strip() for p in paraphrases
-        ):
-            raise ValueError(f"{where}: 'paraphrases' must be a list of non-empty strings")
-        spec = TaskSpec(
-            name=name,
-            category=str(entry["category"]),
-            source=str(entry["source"]),
-            instruction=str(entry["instruction"]).strip(),
-            output=str(entry["output"]),
-            input=str(entry.get("input", "")),
-            prompt=str(entry.get("prompt", "{instruction}\n\n{input}")),
-            paraphrases=tuple(p.strip() for p in paraphrases),
-            options=_parse_options(entry["options"], where) if "options" in entry else None,
-        )
-        if spec.instruction in spec.paraphrases:
-            raise ValueError(f"{where}: a paraphrase repeats the instruction")
-        if spec.options is not None:
-            # The option list must reach the user and the answer must name an option.
-            if "{options}" not in spec.input + spec.prompt:
-                raise ValueError(
-                    f"{where}: a multiple-choice task must place {{options}} in its input or prompt"
-                )
-            if "{choice}" not in spec.output and "{letter}" not in spec.output:
-                raise ValueError(f"{where}: a multiple-choice output must use {{choice}} or {{letter}}")
-        specs[name] = spec
-    return specs
+    return {name: parse_task_entry(name, entry, f"{origin}: task {name!r}") for name, entry in data.items()}
+
+
+_USER_TASKS: dict[str, Task] = {}
+
+
+def register_task(task: Task) -> Task:
+    """Add a task defined outside the package (a plugin, a user's tasks file) to `registry()`."""
+    if task.name in _builtin_registry():
+        raise ValueError(f"task {task.name!r} is a built-in task; choose another name")
+    other = _USER_TASKS.get(task.name)
+    if other is not None and other.spec != task.spec:
+        raise ValueError(f"task {task.name!r} is already registered with another definition")
+    _USER_TASKS[task.name] = task
+    return task
+
+
+def registry() -> dict[str, Task]:
+    """All tasks by name: the built-in catalog's (each with its builder) and the registered ones."""
+    from vitune.tasks.plugins import load_entry_point_plugins
+
+    load_entry_point_plugins()
+    return {**_builtin_registry(), **_USER_TASKS}
 
 
 @cache
-def registry() -> dict[str, Task]:
-    """All tasks that have both a catalog entry and a builder, by name."""
+def _builtin_registry() -> dict[str, Task]:
     from vitune.tasks import builders  # noqa: F401  (registers the built-in builders)
 
     text = resources.files("vitune.tasks").joinpath("catalog.yaml").read_text(encoding="utf-8")
