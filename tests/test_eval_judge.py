@@ -95,7 +95,7 @@ def test_parse_review_first_line_two_scores():
 
 
 def test_llava_bench_review_retries_exclusion_summary_and_cache(tmp_path):
-    bench = get_benchmark("llava_bench")
+    bench = get_benchmark("llava_bench", parsing="strict")  # the stricter option: re-ask, exclude
     assert bench.needs_judge
     items = bench.load(_llava_bench(tmp_path))
     assert [it.item_id for it in items] == ["1", "2", "3", "4", "5", "6"]
