@@ -250,7 +250,9 @@ class ChairEvaluator:
 _singularize = singularize  # the module-level default, reachable under the parameter's name
 
 
-def _gt_from_coco(instances: Path, ev: ChairEvaluator) -> tuple[dict[str, set[str]], dict[str, str]]:
+def _gt_from_coco(
+    instances: Path, ev: ChairEvaluator
+) -> tuple[dict[str, set[str]], dict[str, str], list[str]]:
     doc = read_json(instances)
     names = {c["id"]: c["name"] for c in doc["categories"]}
     ev = ChairEvaluator(ev.tokenize, extra_categories=names.values())  # see the module docstring
@@ -265,7 +267,7 @@ def _gt_from_coco(instances: Path, ev: ChairEvaluator) -> tuple[dict[str, set[st
         for a in read_json(cap_file)["annotations"]:
             if str(a["image_id"]) in objs:
                 objs[str(a["image_id"])].update(ev.caption_objects(a["caption"])[1])
-    return objs, files
+    return objs, files, sorted(set(names.values()) - set(INVERSE_SYNONYMS))
 
 
 @register_benchmark
@@ -282,8 +284,9 @@ class CHAIR(Benchmark):
     def load(self, path: str | os.PathLike) -> list[BenchItem]:
         p = Path(path)
         doc_is_coco = p.name.startswith("instances_")
+        extra: list[str] = []  # one list shared by every item: the categories outside the table
         if doc_is_coco:
-            objs, files = _gt_from_coco(p, self.evaluator)
+            objs, files, extra = _gt_from_coco(p, self.evaluator)
         else:
             raw = read_json(p)
             objs, files = {}, {}
@@ -298,7 +301,7 @@ class CHAIR(Benchmark):
                 question=DESCRIBE_PROMPT,
                 image=files.get(k) or None,
                 answers=sorted(v),
-                meta={"raw_question": DESCRIBE_PROMPT},
+                meta={"raw_question": DESCRIBE_PROMPT, "extra_categories": extra},
             )
             for k, v in objs.items()
         ]
@@ -309,7 +312,11 @@ class CHAIR(Benchmark):
         if missing == "wrong":
             raise ValueError("CHAIR has no 'wrong' caption; use missing='error' or 'skip'")
         pairs, n_missing = pair_predictions(preds, items, missing)
-        extra = sorted({a for it, _ in pairs for a in it.answers} - set(INVERSE_SYNONYMS.values()))
+        known = set(INVERSE_SYNONYMS.values())
+        extra = sorted(
+            {c for it, _ in pairs for c in it.meta.get("extra_categories", ())}
+            | ({a for it, _ in pairs for a in it.answers} - known)
+        )
         ev = ChairEvaluator(**self.evaluator_options, extra_categories=extra) if extra else self.evaluator
         n_caps = n_hall_caps = n_mentions = n_hall = n_gt = n_recalled = 0
         per_item = {}
