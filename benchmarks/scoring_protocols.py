@@ -123,6 +123,8 @@ def main() -> None:
         qas = [qa for split in ("val", "test") for qa in vqa_truth(layout, split)]
         print(table("VQAv2", ("official (vqaEval.py)", "paper (EvalAI processor first)"),
                     vqa_rows(qas, args.p_right, args.seed), len(qas)))  # fmt: skip
+        unanimous = sum(len(set(qa.answers)) == 1 for qa in qas) / len(qas) * 100
+        print(f"(the ten answers agree on {unanimous:.1f}% of these questions)")
         print()
         golds = [g for split in ("val", "test") for g in gqa_truth(layout, split)]
         print(table("GQA", ("raw eval.py", "LLaVA (rstrip('.').lower() first)"),

@@ -24,8 +24,10 @@ from vitune.eval.benchmarks.base import BenchmarkDataError, resolve_protocol
 from vitune.eval.runner import (
     BenchSpec,
     answer_warnings,
+    compare_rows,
     load_results,
     model_fingerprint,
+    protocol_mismatches,
     result_rows,
     run_benchmarks,
 )
@@ -128,6 +130,12 @@ def test_changing_the_protocol_rescores_cached_answers_without_a_model(tmp_path)
     md = (out / "results.md").read_text(encoding="utf-8")
     assert "| vqav2 | overall | vqa_accuracy | official v2 | 5 | 38.00 | 0 | 0 (0.0%) | 0 (0.0%) |" in md
     assert result_rows(r2)[0][3] == "official v2"
+    row = compare_rows(r, r2)[0]
+    assert row[2] == "vqa_accuracy (paper v2 vs official v2)" and row[3:5] == ("98.00", "38.00")
+    assert protocol_mismatches(r, r2) == [
+        "vqav2: A is scored paper v2, B official v2; the delta mixes protocols"
+    ]
+    assert protocol_mismatches(r2, r2) == []
 
 
 def test_cli_protocol_option_rescores_from_the_cache(tmp_path):
@@ -145,11 +153,17 @@ def test_cli_protocol_option_rescores_from_the_cache(tmp_path):
         max_new_tokens=32,
         show_progress=False,
     )
+    (tmp_path / "paper").mkdir()
+    (tmp_path / "paper" / "results.json").write_bytes((out / "results.json").read_bytes())
     base = ["eval", "--model", str(model), "--bench", f"vqav2={bench}", "--out", str(out)]
     res = cli.invoke(app, [*base, "--protocol", "official"], env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
     assert "official v2" in res.output and "38.00" in res.output
     assert load_results(out)["benchmarks"]["vqav2"]["protocol"] == "official"
+    # Comparing the two runs never mixes protocols silently.
+    res = cli.invoke(app, ["eval", "compare", str(tmp_path / "paper"), str(out)], env={"COLUMNS": "250"})
+    assert res.exit_code == 0, res.output
+    assert "vqav2: A is scored paper v2, B official v2" in res.output
     res = cli.invoke(app, [*base, "--protocol", "lenient"])
     assert res.exit_code == 2 and "--protocol" in res.output
 

@@ -265,7 +265,13 @@ def compare(
     ] = None,
 ) -> None:
     """Side by side per benchmark and category, with the delta B - A."""
-    from vitune.eval.runner import COMPARE_COLUMNS, compare_rows, load_results, markdown_table
+    from vitune.eval.runner import (
+        COMPARE_COLUMNS,
+        compare_rows,
+        load_results,
+        markdown_table,
+        protocol_mismatches,
+    )
     from vitune.utils.atomic import write_text
 
     try:
@@ -282,6 +288,8 @@ def compare(
     console.print(table)
     if a.get("model_fingerprint") == b.get("model_fingerprint"):
         console.print("[yellow]both runs are of the same model (same fingerprint)")
+    for line in protocol_mismatches(a, b):
+        console.print(f"[yellow]warning: {line}", highlight=False)
     if markdown is not None:
         write_text(markdown, markdown_table(COMPARE_COLUMNS, rows))
 

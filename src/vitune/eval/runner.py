@@ -668,7 +668,8 @@ def compare_rows(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[tuple[str, 
     """Rows of `COMPARE_COLUMNS` over the union of both runs' benchmarks and categories.
 
     The delta is B - A; a trailing "(better)"/"(worse)" follows each benchmark's direction
-    (lower CHAIR is better). A benchmark or category one run lacks shows "—".
+    (lower CHAIR is better). A benchmark or category one run lacks shows "—". A benchmark scored
+    under different protocols or scorer versions names both next to its metric.
     """
     rows = []
     ba, bb = a["benchmarks"], b["benchmarks"]
@@ -677,13 +678,28 @@ def compare_rows(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[tuple[str, 
         ref = ra or rb
         up = ref.get("higher_is_better", True)
         oa, ob = ra.get("overall"), rb.get("overall")
-        rows.append((name, "overall", ref["metric"], _fmt(oa), _fmt(ob), _delta(oa, ob, up)))
+        metric = ref["metric"]
+        if ra and rb and protocol_label(ra) != protocol_label(rb):  # scored differently: say so
+            metric += f" ({protocol_label(ra)} vs {protocol_label(rb)})"
+        rows.append((name, "overall", metric, _fmt(oa), _fmt(ob), _delta(oa, ob, up)))
         ca, cb = ra.get("per_category", {}), rb.get("per_category", {})
         for cat in [*ca, *(c for c in cb if c not in ca)]:
             x = ca[cat]["score"] if cat in ca else None
             y = cb[cat]["score"] if cat in cb else None
             rows.append(("", f"  {cat}", "", _fmt(x), _fmt(y), _delta(x, y, up)))
     return rows
+
+
+def protocol_mismatches(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    """One line per benchmark of both runs scored under a different protocol or scorer version."""
+    out = []
+    for name, ra in a["benchmarks"].items():
+        rb = b["benchmarks"].get(name)
+        if rb is not None and protocol_label(ra) != protocol_label(rb):
+            out.append(
+                f"{name}: A is scored {protocol_label(ra)}, B {protocol_label(rb)}; the delta mixes protocols"
+            )
+    return out
 
 
 def markdown_table(columns: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
