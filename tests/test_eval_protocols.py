@@ -164,6 +164,8 @@ def test_cli_protocol_option_rescores_from_the_cache(tmp_path):
     res = cli.invoke(app, ["eval", "compare", str(tmp_path / "paper"), str(out)], env={"COLUMNS": "250"})
     assert res.exit_code == 0, res.output
     assert "vqav2: A is scored paper v2, B official v2" in res.output
+    res = cli.invoke(app, ["eval", "list"], env={"COLUMNS": "250"})
+    assert res.exit_code == 0 and "paper, official (v2)" in res.output
     res = cli.invoke(app, [*base, "--protocol", "lenient"])
     assert res.exit_code == 2 and "--protocol" in res.output
 

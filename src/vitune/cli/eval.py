@@ -296,16 +296,18 @@ def compare(
 
 @eval_app.command("list")
 def list_benchmarks() -> None:
-    """The registered benchmarks, their metric and whether they need an LLM judge."""
+    """The registered benchmarks, their metric, scoring protocols (default first, scorer version)
+    and whether they need an LLM judge."""
     import sys
 
     from vitune.eval.benchmarks import benchmark_names, get_benchmark
 
-    table = Table("name", "metric", "judge", "official files")
+    table = Table("name", "metric", "protocols", "judge", "official files")
     for name in benchmark_names():
         b = get_benchmark(name)
         doc = (sys.modules[type(b).__module__].__doc__ or "").strip().splitlines()
-        table.add_row(name, b.metric, "yes" if b.needs_judge else "", doc[0] if doc else "")
+        protocols = ", ".join(b.protocols) + f" (v{b.scorer_version})"
+        table.add_row(name, b.metric, protocols, "yes" if b.needs_judge else "", doc[0] if doc else "")
     console.print(table)
 
 
