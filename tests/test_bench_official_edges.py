@@ -244,3 +244,17 @@ def test_pope_unparsable_is_the_fallback_to_yes():
     assert b.unparsable("I cannot tell", it)
     assert not b.unparsable("Yes, there is.", it) and not b.unparsable("no", it)
     assert b.unparsable("Not sure", it)  # "Not" is not a no-word: the rule falls back to yes
+
+
+def test_seed_and_mmmu_unparsable_answers():
+    from vitune.eval.benchmarks.base import BenchItem
+
+    opts = {"A": "red", "B": "blue", "C": "green", "D": "white"}
+    it = BenchItem("1", "q", None, ["A"], options=opts)
+    seed = get_benchmark("seed_bench")
+    assert not seed.unparsable("B", it) and seed.unparsable("(B)", it) and seed.unparsable("A.", it)
+    mmmu = get_benchmark("mmmu")
+    mc = BenchItem("2", "q", None, ["A"], options=opts, meta={"question_type": "multiple-choice"})
+    assert not mmmu.unparsable("(C)", mc) and not mmmu.unparsable("The answer is B", mc)
+    assert mmmu.unparsable("I do not know", mc)  # no letter: the official picks one at random
+    assert not mmmu.unparsable("42", BenchItem("3", "q", None, ["42"], meta={"question_type": "open"}))
