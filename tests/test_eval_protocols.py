@@ -21,13 +21,12 @@ from vitune.cli import app
 from vitune.data.records import QA
 from vitune.eval.benchmarks import get_benchmark
 from vitune.eval.benchmarks.base import BenchmarkDataError, resolve_protocol
+from vitune.eval.health import answer_warnings, protocol_mismatches
 from vitune.eval.runner import (
     BenchSpec,
-    answer_warnings,
     compare_rows,
     load_results,
     model_fingerprint,
-    protocol_mismatches,
     result_rows,
     run_benchmarks,
 )

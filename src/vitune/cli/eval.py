@@ -101,7 +101,8 @@ def eval_run(
         raise typer.BadParameter("--model, --bench and --out are all needed to run benchmarks")
 
     from vitune.eval.benchmarks.base import PROTOCOLS, BenchmarkDataError
-    from vitune.eval.runner import BenchSpec, answer_warnings, parse_bench, results_table, run_benchmarks
+    from vitune.eval.health import answer_warnings
+    from vitune.eval.runner import BenchSpec, parse_bench, results_table, run_benchmarks
 
     if protocol is not None and protocol not in PROTOCOLS:
         raise typer.BadParameter(f"--protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
@@ -265,13 +266,8 @@ def compare(
     ] = None,
 ) -> None:
     """Side by side per benchmark and category, with the delta B - A."""
-    from vitune.eval.runner import (
-        COMPARE_COLUMNS,
-        compare_rows,
-        load_results,
-        markdown_table,
-        protocol_mismatches,
-    )
+    from vitune.eval.health import protocol_mismatches
+    from vitune.eval.runner import COMPARE_COLUMNS, compare_rows, load_results, markdown_table
     from vitune.utils.atomic import write_text
 
     try:

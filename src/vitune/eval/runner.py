@@ -50,7 +50,16 @@ from typing import Any
 
 from vitune import __version__
 from vitune.eval.benchmarks import BenchItem, Benchmark, get_benchmark, to_gen_item
-from vitune.eval.benchmarks.base import BenchmarkDataError, is_empty
+from vitune.eval.benchmarks.base import BenchmarkDataError
+from vitune.eval.health import (  # noqa: F401 - re-exported: the runner's public helpers
+    ANSWER_WARN_SHARE,
+    answer_health,
+    answer_warnings,
+    check_files,
+    missing_files,
+    protocol_label,
+    protocol_mismatches,
+)
 from vitune.train.templates import saved_template
 from vitune.utils.atomic import write_json, write_text
 from vitune.utils.hashing import derive_seed, dir_fingerprint
@@ -72,8 +81,6 @@ MODEL_FILES = (
     "processor_config.json",
     "chat_template*",
 )
-# Empty + unparsable answers above this share (percent) of a benchmark's items get a warning.
-ANSWER_WARN_SHARE = 5.0
 # Anything that answers GenItems in order: a `Generator`, or a stub in tests.
 AnswerFn = Callable[[Sequence[Any]], list[str]]
 
@@ -243,63 +250,6 @@ def load_benchmark(
     return bench, items
 
 
-def missing_files(spec: BenchSpec, items: Iterable[BenchItem]) -> list[str]:
-    """`item id: reason` for every item whose image file is missing or lies outside the image root."""
-    from vitune.sources.paths import UnsafePathError, resolve_image
-
-    out = []
-    for it in items:
-        if not isinstance(it.image, str):
-            continue  # no image, or embedded bytes
-        try:
-            path = resolve_image(spec.images, it.image)
-        except UnsafePathError as e:
-            out.append(f"{it.item_id}: {e}")
-            continue
-        if not path.is_file():
-            out.append(f"{it.item_id}: {path} is missing")
-    return out
-
-
-def check_files(spec: BenchSpec, items: Iterable[BenchItem], show: int = 10) -> None:
-    """One `BenchmarkDataError` listing the items whose image is missing (the first `show` of them)."""
-    bad = missing_files(spec, items)
-    if bad:
-        listed = "\n  ".join(bad[:show]) + (f"\n  ... and {len(bad) - show} more" if len(bad) > show else "")
-        raise BenchmarkDataError(
-            f"{spec.name}: {len(bad)} item(s) have no usable image under {spec.images}:\n  {listed}"
-        )
-
-
-def answer_health(bench: Benchmark, preds: Mapping[str, str], items: Sequence[BenchItem]) -> dict[str, Any]:
-    """Empty and unparsable answers of one benchmark, with their shares (percent) of its items."""
-    by_id = {it.item_id: it for it in items}
-    n_empty = sum(is_empty(p) for p in preds.values())
-    n_unparsable = sum(
-        not is_empty(p) and bench.unparsable(p, by_id[i]) for i, p in preds.items() if i in by_id
-    )
-    n = len(items)
-    return {
-        "n_empty": n_empty,
-        "n_unparsable": n_unparsable,
-        "empty_share": round(100 * n_empty / n, 2) if n else 0.0,
-        "unparsable_share": round(100 * n_unparsable / n, 2) if n else 0.0,
-    }
-
-
-def answer_warnings(results: Mapping[str, Any]) -> list[str]:
-    """One line per benchmark whose empty + unparsable answers exceed `ANSWER_WARN_SHARE` percent."""
-    out = []
-    for name, b in results.get("benchmarks", {}).items():
-        share = (b.get("empty_share") or 0.0) + (b.get("unparsable_share") or 0.0)
-        if share > ANSWER_WARN_SHARE:
-            out.append(
-                f"{name}: {share:.1f}% of the answers are empty ({b.get('n_empty', 0)}) or unparsable "
-                f"({b.get('n_unparsable', 0)}); the score mostly measures the fallback rule"
-            )
-    return out
-
-
 def _category_value(v: Any) -> float | None:
     """A per-category entry as one number: a float, or the headline of a metrics dict."""
     if isinstance(v, bool):
@@ -401,7 +351,8 @@ def run_benchmark(
         cache_key(model_id, spec.name, it.item_id, it.question, image_ref(it, root), params) for it in items
     ]
     todo = [i for i, k in enumerate(keys) if k not in cache]
-    check_files(spec, [items[i] for i in todo])  # before any generation
+    if loaded is None:  # run_benchmarks checked every benchmark's files before generating any
+        check_files(spec.name, spec.images, [items[i] for i in todo])
     n_cached = len(items) - len(todo)
     log.info("%s: %d items, %d cached, %d to generate", spec.name, len(items), n_cached, len(todo))
     task = None
@@ -466,8 +417,8 @@ def run_benchmarks(
 
     `protocol`: "paper" or "official" for every benchmark that distinguishes them (None: each one's
     default, `paper`). Every benchmark is loaded, and the images of what still needs an answer are
-    checked, before anything is generated. Give `model_dir` (loaded with plain transformers only if something is not cached) or
-    `answer_fn` with a `model_id` naming what answers (it replaces the fingerprint in the cache key).
+    checked, before anything is generated. Give `model_dir` (loaded with plain transformers only if
+    something is not cached) or `answer_fn` with a `model_id` naming what answers (it replaces the fingerprint in the cache key).
     Answers are cached every `chunk_size` items (default: 8 batches).
     """
     if (model_dir is None) == (answer_fn is None):
@@ -491,7 +442,7 @@ def run_benchmarks(
             cache_key(fingerprint, spec.name, it.item_id, it.question, image_ref(it, spec.images), params)
             for it in items
         )
-        check_files(spec, [it for it, k in zip(items, keys, strict=True) if k not in cache])
+        check_files(spec.name, spec.images, [it for it, k in zip(items, keys, strict=True) if k not in cache])
 
     # Fail before any generation when a judged benchmark has no judge; build the judge only if needed.
     judge = None
@@ -622,13 +573,6 @@ def _share(count: int | None, share: float | None) -> str:
     return "—" if count is None else f"{count} ({share or 0.0:.1f}%)"
 
 
-def protocol_label(b: Mapping[str, Any]) -> str:
-    """`paper v2`: a benchmark entry's scoring protocol and scorer version ("—" when unrecorded)."""
-    if not b.get("protocol"):
-        return "—"
-    return f"{b['protocol']} v{b['scorer_version']}" if b.get("scorer_version") else str(b["protocol"])
-
-
 def result_rows(results: Mapping[str, Any]) -> list[tuple[str, ...]]:
     """Rows of `RESULT_COLUMNS`: per benchmark the overall score, then its categories (indented)."""
     rows = []
@@ -688,18 +632,6 @@ def compare_rows(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[tuple[str, 
             y = cb[cat]["score"] if cat in cb else None
             rows.append(("", f"  {cat}", "", _fmt(x), _fmt(y), _delta(x, y, up)))
     return rows
-
-
-def protocol_mismatches(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
-    """One line per benchmark of both runs scored under a different protocol or scorer version."""
-    out = []
-    for name, ra in a["benchmarks"].items():
-        rb = b["benchmarks"].get(name)
-        if rb is not None and protocol_label(ra) != protocol_label(rb):
-            out.append(
-                f"{name}: A is scored {protocol_label(ra)}, B {protocol_label(rb)}; the delta mixes protocols"
-            )
-    return out
 
 
 def markdown_table(columns: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
