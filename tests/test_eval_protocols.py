@@ -247,3 +247,20 @@ def test_cli_data_errors_exit_2_without_traceback(tmp_path):
         res = cli.invoke(app, ["eval", "--model", str(model), "--bench", bench, "--out", str(tmp_path / "o")])
         assert res.exit_code == 2, res.output
         assert needle in res.output and "Traceback" not in res.output
+
+
+def test_embedded_images_go_through_the_one_image_check(tmp_path):
+    import io
+
+    from vitune.data.images import ImageError
+    from vitune.eval.benchmarks.base import BenchItem
+    from vitune.eval.health import missing_files
+
+    buf = io.BytesIO()
+    Image.new("RGB", (1, 200)).save(buf, format="PNG")
+    strip = BenchItem("7", "q", buf.getvalue())
+    with pytest.raises(ImageError, match=r"item 7 \(embedded image\): image aspect ratio 200:1"):
+        strip.image_source()
+    with pytest.raises(ImageError, match=r"item 8 .*unreadable image"):
+        BenchItem("8", "q", b"not an image").image_source()
+    assert missing_files(tmp_path, [BenchItem("9", "q", b""), strip]) == ["9: empty embedded image"]

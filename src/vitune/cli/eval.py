@@ -100,6 +100,7 @@ def eval_run(
     if model is None or not bench or out is None:
         raise typer.BadParameter("--model, --bench and --out are all needed to run benchmarks")
 
+    from vitune.data.images import ImageError
     from vitune.eval.benchmarks.base import PROTOCOLS, BenchmarkDataError
     from vitune.eval.health import answer_warnings
     from vitune.eval.runner import BenchSpec, parse_bench, results_table, run_benchmarks
@@ -143,7 +144,7 @@ def eval_run(
             judge_factory=make_judge,
             protocol=protocol,
         )
-    except BenchmarkDataError as e:
+    except (BenchmarkDataError, ImageError) as e:  # bad benchmark files, or an unusable image
         if logging.getLogger().isEnabledFor(logging.INFO):  # -v: the traceback too
             raise
         _error(str(e))

@@ -23,8 +23,10 @@ def missing_files(image_root: Path, items: Iterable[BenchItem]) -> list[str]:
     """`item id: reason` for every item whose image file is missing or lies outside the image root."""
     out = []
     for it in items:
+        if isinstance(it.image, bytes) and not it.image:
+            out.append(f"{it.item_id}: empty embedded image")
         if not isinstance(it.image, str):
-            continue  # no image, or embedded bytes
+            continue  # no image, or embedded bytes (decoded through the one image check when asked)
         try:
             path = resolve_image(image_root, it.image)
         except UnsafePathError as e:

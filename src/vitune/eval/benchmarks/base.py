@@ -19,7 +19,6 @@ its official script has the one protocol `official`. `get_benchmark(name, protoc
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from abc import ABC, abstractmethod
@@ -64,9 +63,9 @@ class BenchItem:
         if self.image is None:
             return None
         if isinstance(self.image, bytes):
-            from PIL import Image
+            from vitune.data.images import open_image  # the one image check, header first
 
-            return Image.open(io.BytesIO(self.image)).convert("RGB")
+            return open_image(self.image, source=f"item {self.item_id} (embedded image)")
         from vitune.sources.paths import resolve_image
 
         return resolve_image(image_root if image_root is not None else ".", self.image)
