@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -153,14 +154,12 @@ def eval_run(
     _print_judge_runs(results, out)
     _warn_missing(results)
     for line in answer_warnings(results):
-        console.print(f"[yellow]warning: {line}", markup=True, highlight=False)
+        console.print(f"[yellow]warning: {line}", highlight=False)
     console.print(f"results: {out / 'results.json'}  {out / 'results.md'}")
 
 
 def _error(message: str) -> None:
     """`error: message` on stderr, the message printed as is (it may hold brackets and paths)."""
-    import sys
-
     print(f"error: {message}", file=sys.stderr)
 
 
@@ -295,7 +294,6 @@ def compare(
 def list_benchmarks() -> None:
     """The registered benchmarks, their metric, scoring protocols (default first, scorer version)
     and whether they need an LLM judge."""
-    import sys
 
     from vitune.eval.benchmarks import benchmark_names, get_benchmark
 
