@@ -79,7 +79,7 @@ def test_vqav2_loads_official_files_and_keeps_exact_match_when_answers_agree(tmp
              "answers": [{"answer": a, "answer_id": i} for i, a in enumerate(["2"] * 9 + ["two"])]},
         ]},
     )  # fmt: skip
-    b = get_benchmark("vqav2")
+    b = get_benchmark("vqav2", protocol="official")
     items = b.load(tmp_path)
     assert items[0].question == "Is it sunny?" + SUFFIX
     assert items[0].image == "COCO_val2014_000000000042.jpg"
@@ -87,6 +87,10 @@ def test_vqav2_loads_official_files_and_keeps_exact_match_when_answers_agree(tmp
     r = b.score({"420": "yes.", "421": "two"}, items)
     assert r["per_category"] == {"yes/no": 0.0, "number": 100.0}
     assert r["overall"] == 50.0
+    # The default (paper) protocol normalizes every prediction first, as LLaVA's submission does.
+    paper = get_benchmark("vqav2")
+    assert paper.active_protocol == "paper"
+    assert paper.score({"420": "yes.", "421": "two"}, items)["overall"] == 100.0
 
 
 def test_textvqa_always_normalizes():

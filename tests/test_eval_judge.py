@@ -95,7 +95,7 @@ def test_parse_review_first_line_two_scores():
 
 
 def test_llava_bench_review_retries_exclusion_summary_and_cache(tmp_path):
-    bench = get_benchmark("llava_bench")
+    bench = get_benchmark("llava_bench", parsing="strict")  # the stricter option: re-ask, exclude
     assert bench.needs_judge
     items = bench.load(_llava_bench(tmp_path))
     assert [it.item_id for it in items] == ["1", "2", "3", "4", "5", "6"]
@@ -188,6 +188,34 @@ def test_llava_bench_official_rule_file_and_failed_requests(tmp_path):
         assert res["n_judge_failed"] == 0 and res["absolute"]["all"]["n"] == 3
         assert res["per_category"] == {"conv": round(6.0 / 7.0 * 100, 1), "detail": 100.0}
         judge.close()
+
+
+def test_llava_bench_official_parse_and_judge_runs(tmp_path):
+    """Default parsing is eval_gpt_review_bench.py's: asked once, a malformed line is [-1, -1] and
+    averaged in; `runs=3` reviews every item three times and reports the mean, as published."""
+    bench = get_benchmark("llava_bench", runs=3)
+    items = bench.load(_llava_bench(tmp_path))
+    preds = {q: a for q, _, a, _ in LB_ROWS}
+    rec = Recorder({a: r for _, _, a, r in LB_ROWS}, _assistant2)
+    with FakeChatServer(reply_fn=rec) as srv:
+        judge = _judge(srv, tmp_path)
+        res = bench.score(preds, items, judge=judge)
+        judge.close()
+    # Every item asked once per run, never re-asked; A4's second ask (run 1) gets "9 6".
+    assert {a: len(b) for a, b in rec.bodies.items()} == {f"A{i}": 3 for i in range(1, 7)}
+    r0, r1, r2 = res["runs"]
+    # Run 0: A3 ("7, 7" -> three parts), A4 and A5 are [-1, -1], averaged in.
+    assert r0["reviews"]["3"] == [-1.0, -1.0] and r0["n_malformed"] == 3 and r0["n"] == 6
+    # all: reference (8 + 6 - 1 - 1 - 1 + 10) / 6 = 3.5, model (9 + 3 - 1 - 1 - 1 + 5) / 6 = 2.333
+    assert r0["overall"] == round(2.333 / 3.5 * 100, 1) == 66.7
+    assert r0["per_category"] == {"complex": 100.0, "conv": 85.7, "detail": round(2.0 / 4.5 * 100, 1)}
+    # Runs 1 and 2: A4 now (9, 6): reference 31 / 6 = 5.167, model 21 / 6 = 3.5.
+    assert r1["overall"] == r2["overall"] == round(3.5 / 5.167 * 100, 1) == 67.7
+    assert res["overall"] == round((66.7 + 67.7 + 67.7) / 3, 1) == 67.4
+    assert res["overall_std"] == 0.5  # population std of (66.7, 67.7, 67.7): 0.471
+    assert res["judge_runs"] == 3 and res["overall_per_run"] == [66.7, 67.7, 67.7]
+    assert res["per_category"]["complex"] == round((100.0 + 2 * round(5.0 / 8.0 * 100, 1)) / 3, 1)
+    assert res["n_judge_failed"] == 0
 
 
 # ---- MM-Vet -------------------------------------------------------------------------------------

@@ -171,10 +171,13 @@ def test_length_stats_and_scores_on_fixed_predictions(tmp_path):
         judge = make_judge(srv.url, "j", cache=tmp_path / "c.sqlite", api_key="k", backoff_base=0.01)
         s = summarize(records, dialogs, judge=judge, terse_words=3)
         judge.close()
-    # VQAv2 official (answers differ, so answers are normalized): single "red" and "2" right;
+    # VQAv2 (answers differ, so answers are normalized under either protocol): single "red" and "2" right;
     # multi "Red." -> "red" right, "two shapes" -> "2 shapes" wrong.
     v = s["scores"]["vqav2"]
     assert (v["overall_single"], v["overall_multi"], v["delta"]) == (100.0, 50.0, -50.0)
+    # Each row names how it was scored: VQAv2's default protocol is paper (LLaVA's pipeline).
+    assert (v["protocol"], v["scorer_version"]) == ("paper", 2)
+    assert s["scores"]["llava_bench"]["protocol"] == "official"
     lb = s["scores"]["llava_bench"]
     # single: ref 7+6+8=21, model 8+6+8=22 -> 104.8; multi: model 6+2+4=12 -> 57.1.
     assert (lb["overall_single"], lb["overall_multi"]) == (104.8, 57.1)

@@ -156,7 +156,7 @@ def test_results_json_markdown_and_predictions(bench_paths, tmp_path):
     md = (out / "results.md").read_text(encoding="utf-8")
     assert md.count("\n| pope | overall | mean_f1 |") == 1 and "|  | random |" in md
     n_seed = seed["per_category"]["Instance Identity"]["n"]
-    assert f"|  | Instance Identity |  | {n_seed} | 0.00 |  |" in md
+    assert f"|  | Instance Identity |  |  | {n_seed} | 0.00 |  |  |  |" in md
     preds = json.loads((out / "pope" / "predictions.json").read_text(encoding="utf-8"))
     assert len(preds) == pope["n"] and set(preds.values()) == {"yes"}
     assert (

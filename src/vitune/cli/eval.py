@@ -8,14 +8,18 @@
 
 Running is the group's own callback (no sub-command word), so `vitune eval --model ...` runs and
 `vitune eval compare|list` do the rest. The work is `vitune.eval.runner.run_benchmarks`.
-`--judge-runs N` becomes the `runs` option of the judged benchmarks that grade repeatedly (MM-Vet);
-their mean ± std across runs is printed after the results table.
+`--judge-runs N` becomes the `runs` option of the judged benchmarks that grade repeatedly (MM-Vet,
+LLaVA-Bench); their mean ± std across runs is printed after the results table. `--protocol
+paper|official` picks the scoring protocol (docs/EVALUATION.md); missing, empty or unreadable
+benchmark files are an error with exit 2 (a traceback only with `-v`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -73,9 +77,16 @@ def eval_run(
         typer.Option(
             min=1,
             help="Judge every item N times and report the mean ± std across runs "
-            "(MM-Vet's official num_run; its paper used 5).",
+            "(MM-Vet's official num_run, its paper used 5; LLaVA-Bench's published numbers are means of 3).",
         ),
     ] = 1,
+    protocol: Annotated[
+        str | None,
+        typer.Option(
+            help="Scoring protocol: 'paper' (the pipeline behind published numbers, the default) or "
+            "'official' (the raw official script), for the benchmarks where they differ (VQAv2).",
+        ),
+    ] = None,
 ) -> None:
     """Run benchmarks on a model (or use a sub-command)."""
     if ctx.invoked_subcommand is not None:
@@ -90,7 +101,13 @@ def eval_run(
     if model is None or not bench or out is None:
         raise typer.BadParameter("--model, --bench and --out are all needed to run benchmarks")
 
+    from vitune.data.images import ImageError
+    from vitune.eval.benchmarks.base import PROTOCOLS, BenchmarkDataError
+    from vitune.eval.health import answer_warnings
     from vitune.eval.runner import BenchSpec, parse_bench, results_table, run_benchmarks
+
+    if protocol is not None and protocol not in PROTOCOLS:
+        raise typer.BadParameter(f"--protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
 
     try:
         specs = [parse_bench(b) for b in bench]
@@ -115,21 +132,35 @@ def eval_run(
             )
         return _make(judge_base_url, judge_model, judge_api_key_env)
 
-    results = run_benchmarks(
-        specs,
-        out,
-        model_dir=model,
-        batch_size=batch_size,
-        max_new_tokens=max_new_tokens,
-        limit=limit,
-        device=device,
-        cache_path=cache,
-        judge_factory=make_judge,
-    )
+    try:
+        results = run_benchmarks(
+            specs,
+            out,
+            model_dir=model,
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+            limit=limit,
+            device=device,
+            cache_path=cache,
+            judge_factory=make_judge,
+            protocol=protocol,
+        )
+    except (BenchmarkDataError, ImageError) as e:  # bad benchmark files, or an unusable image
+        if logging.getLogger().isEnabledFor(logging.INFO):  # -v: the traceback too
+            raise
+        _error(str(e))
+        raise typer.Exit(2) from None
     console.print(results_table(results, title=f"{model.name}: benchmark results"))
     _print_judge_runs(results, out)
     _warn_missing(results)
+    for line in answer_warnings(results):
+        console.print(f"[yellow]warning: {line}", highlight=False)
     console.print(f"results: {out / 'results.json'}  {out / 'results.md'}")
+
+
+def _error(message: str) -> None:
+    """`error: message` on stderr, the message printed as is (it may hold brackets and paths)."""
+    print(f"error: {message}", file=sys.stderr)
 
 
 def _pair(text: str) -> tuple[str, str]:
@@ -162,7 +193,7 @@ def _with_judge_runs(specs: list, runs: int) -> list:
         out.append(s)
     if not any("runs" in s.options for s in out):
         raise typer.BadParameter(
-            "--judge-runs: none of the given benchmarks is judged repeatedly (mm_vet is)"
+            "--judge-runs: none of the given benchmarks is judged repeatedly (mm_vet and llava_bench are)"
         )
     if once:
         console.print(f"[yellow]--judge-runs does not apply to {', '.join(once)}: judged once")
@@ -181,12 +212,18 @@ def judge_runs_rows(scores: dict[str, Any]) -> list[tuple[str, str, str]]:
         (
             "total",
             f"{scores['overall']:.1f} ± {scores['overall_std']:.1f}",
-            per_run(lambda r: r["total"]),
+            per_run(lambda r: r.get("total", r.get("overall"))),
         )
     ]
     for cat, mean in scores.get("per_category", {}).items():
         std = scores.get("per_category_std", {}).get(cat, 0.0)
-        rows.append((cat, f"{mean:.1f} ± {std:.1f}", per_run(lambda r, c=cat: r["per_capability"].get(c))))
+        rows.append(
+            (
+                cat,
+                f"{mean:.1f} ± {std:.1f}",
+                per_run(lambda r, c=cat: r.get("per_capability", r.get("per_category", {})).get(c)),
+            )
+        )
     failed = scores.get("n_judge_failed_per_run") or []
     rows.append(("judge failures", "", ", ".join(str(n) for n in failed)))
     return rows
@@ -229,6 +266,7 @@ def compare(
     ] = None,
 ) -> None:
     """Side by side per benchmark and category, with the delta B - A."""
+    from vitune.eval.health import protocol_mismatches
     from vitune.eval.runner import COMPARE_COLUMNS, compare_rows, load_results, markdown_table
     from vitune.utils.atomic import write_text
 
@@ -246,22 +284,25 @@ def compare(
     console.print(table)
     if a.get("model_fingerprint") == b.get("model_fingerprint"):
         console.print("[yellow]both runs are of the same model (same fingerprint)")
+    for line in protocol_mismatches(a, b):
+        console.print(f"[yellow]warning: {line}", highlight=False)
     if markdown is not None:
         write_text(markdown, markdown_table(COMPARE_COLUMNS, rows))
 
 
 @eval_app.command("list")
 def list_benchmarks() -> None:
-    """The registered benchmarks, their metric and whether they need an LLM judge."""
-    import sys
+    """The registered benchmarks, their metric, scoring protocols (default first, scorer version)
+    and whether they need an LLM judge."""
 
     from vitune.eval.benchmarks import benchmark_names, get_benchmark
 
-    table = Table("name", "metric", "judge", "official files")
+    table = Table("name", "metric", "protocols", "judge", "official files")
     for name in benchmark_names():
         b = get_benchmark(name)
         doc = (sys.modules[type(b).__module__].__doc__ or "").strip().splitlines()
-        table.add_row(name, b.metric, "yes" if b.needs_judge else "", doc[0] if doc else "")
+        protocols = ", ".join(b.protocols) + f" (v{b.scorer_version})"
+        table.add_row(name, b.metric, protocols, "yes" if b.needs_judge else "", doc[0] if doc else "")
     console.print(table)
 
 

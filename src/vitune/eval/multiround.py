@@ -240,7 +240,13 @@ def summarize(
     scores: dict[str, Any] = {}
     for name in sorted(items):
         bench = benches[name]
-        row: dict[str, Any] = {"metric": bench.metric, "n": len(items[name])}
+        row: dict[str, Any] = {
+            "metric": bench.metric,
+            # How it was scored (docs/EVALUATION.md): never compared silently with another protocol.
+            "protocol": getattr(bench, "active_protocol", ""),
+            "scorer_version": getattr(bench, "scorer_version", None),
+            "n": len(items[name]),
+        }
         if getattr(bench, "needs_judge", False) and judge is None:
             row["skipped"] = "scored by an LLM judge: pass judge=make_judge(...)"
         else:

@@ -18,6 +18,19 @@ per-category scores of every benchmark, written atomically; a later run of the s
 parameters into the same folder adds or replaces its benchmarks), and per benchmark
 `<name>/predictions.json` (item id -> answer) and `<name>/scores.json` (the scorer's full output).
 
+Scoring protocol (`protocol=`, `vitune eval --protocol paper|official`, see
+`eval/benchmarks/base.py`): each benchmark entry of results.json records the `protocol` it was
+scored under and its `scorer_version`. Neither is in the response cache key on purpose: the answers
+do not depend on how they are scored, so re-running with another protocol rescores the cached
+answers without loading the model, and the entry (with its protocol) replaces the old one.
+
+Honest results: before anything is generated, every benchmark is loaded (a missing path, or files
+holding no item, is a `BenchmarkDataError`) and every item that still needs an answer has its image
+checked (one error listing everything missing). Each entry counts empty answers (`n_empty`) and
+answers the official rule cannot read (`n_unparsable`, `Benchmark.unparsable`), with their shares
+of the items (`empty_share`, `unparsable_share`, percent); tables show them and warn above
+`ANSWER_WARN_SHARE` percent.
+
 Benchmarks with `needs_judge` get `judge=` in `score`; the judge is built by `judge_factory` once,
 and only when such a benchmark is run (before any generation, so a missing judge fails fast).
 """
@@ -37,6 +50,16 @@ from typing import Any
 
 from vitune import __version__
 from vitune.eval.benchmarks import BenchItem, Benchmark, get_benchmark, to_gen_item
+from vitune.eval.benchmarks.base import BenchmarkDataError
+from vitune.eval.health import (  # noqa: F401 - re-exported: the runner's public helpers
+    ANSWER_WARN_SHARE,
+    answer_health,
+    answer_warnings,
+    check_files,
+    missing_files,
+    protocol_label,
+    protocol_mismatches,
+)
 from vitune.train.templates import saved_template
 from vitune.utils.atomic import write_json, write_text
 from vitune.utils.hashing import derive_seed, dir_fingerprint
@@ -204,6 +227,29 @@ def select_items(
     return [it for it in items if bench.group_key(it) in chosen]
 
 
+def load_benchmark(
+    spec: BenchSpec, *, protocol: str | None = None, limit: int | None = None
+) -> tuple[Benchmark, list[BenchItem]]:
+    """The benchmark (under `protocol`) and its selected items; a missing path, unreadable files or
+    no item at all is a `BenchmarkDataError` naming the benchmark and the path."""
+    bench = get_benchmark(spec.name, protocol=protocol, **spec.options)
+    if not spec.path.exists():
+        raise BenchmarkDataError(f"{spec.name}: {spec.path} does not exist")
+    try:
+        items = bench.load(spec.path)
+    except BenchmarkDataError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError) as e:  # JSONDecodeError is a ValueError
+        raise BenchmarkDataError(f"{spec.name}: cannot read {spec.path}: {type(e).__name__}: {e}") from e
+    if not items:
+        raise BenchmarkDataError(f"{spec.name}: {spec.path} holds no benchmark item (empty or wrong folder?)")
+    items = select_items(bench, items, limit)
+    ids = [it.item_id for it in items]
+    if len(set(ids)) != len(ids):
+        raise BenchmarkDataError(f"{spec.name}: duplicate item ids in {spec.path}; predictions would be lost")
+    return bench, items
+
+
 def _category_value(v: Any) -> float | None:
     """A per-category entry as one number: a float, or the headline of a metrics dict."""
     if isinstance(v, bool):
@@ -267,6 +313,8 @@ def summarize(
         "name": spec.name,
         "path": str(spec.path),
         "image_root": str(spec.images),
+        "protocol": bench.active_protocol,
+        "scorer_version": bench.scorer_version,
         "metric": scores.get("metric", bench.metric),
         "higher_is_better": bench.higher_is_better,
         "overall": float(scores["overall"]),
@@ -290,18 +338,21 @@ def run_benchmark(
     limit: int | None = None,
     judge: Any = None,
     progress: Any = None,
+    protocol: str | None = None,
+    loaded: tuple[Benchmark, list[BenchItem]] | None = None,
 ) -> dict[str, Any]:
-    """One benchmark: answer what the cache lacks, score, write `<out>/<name>/`; return its summary."""
-    bench = get_benchmark(spec.name, **spec.options)
-    items = select_items(bench, bench.load(spec.path), limit)
-    ids = [it.item_id for it in items]
-    if len(set(ids)) != len(ids):
-        raise ValueError(f"{spec.name}: duplicate item ids in {spec.path}; predictions would be lost")
+    """One benchmark: answer what the cache lacks, score, write `<out>/<name>/`; return its summary.
+
+    `loaded`: the benchmark and items of `load_benchmark` when the caller has them already.
+    """
+    bench, items = loaded if loaded is not None else load_benchmark(spec, protocol=protocol, limit=limit)
     root = spec.images
     keys = [
         cache_key(model_id, spec.name, it.item_id, it.question, image_ref(it, root), params) for it in items
     ]
     todo = [i for i, k in enumerate(keys) if k not in cache]
+    if loaded is None:  # run_benchmarks checked every benchmark's files before generating any
+        check_files(spec.name, spec.images, [items[i] for i in todo])
     n_cached = len(items) - len(todo)
     log.info("%s: %d items, %d cached, %d to generate", spec.name, len(items), n_cached, len(todo))
     task = None
@@ -339,6 +390,7 @@ def run_benchmark(
         n_generated=len(todo),
         n_cached=n_cached,
         n_unanswered=n_missing,
+        **answer_health(bench, preds, items),
         generation_seconds=round(gen_seconds, 3),
         items_per_s=round(len(todo) / gen_seconds, 2) if todo and gen_seconds > 0 else None,
     )
@@ -359,11 +411,14 @@ def run_benchmarks(
     chunk_size: int | None = None,
     judge_factory: Callable[[], Any] | None = None,
     show_progress: bool = True,
+    protocol: str | None = None,
 ) -> dict[str, Any]:
     """Run `specs` on one model; write results.json + results.md under `out_dir`; return the results.
 
-    Give `model_dir` (loaded with plain transformers only if something is not cached) or
-    `answer_fn` with a `model_id` naming what answers (it replaces the fingerprint in the cache key).
+    `protocol`: "paper" or "official" for every benchmark that distinguishes them (None: each one's
+    default, `paper`). Every benchmark is loaded, and the images of what still needs an answer are
+    checked, before anything is generated. Give `model_dir` (loaded with plain transformers only if
+    something is not cached) or `answer_fn` with a `model_id` naming what answers (it replaces the fingerprint in the cache key).
     Answers are cached every `chunk_size` items (default: 8 batches).
     """
     if (model_dir is None) == (answer_fn is None):
@@ -380,9 +435,18 @@ def run_benchmarks(
     params = generation_params(max_new_tokens, template)
     cache = ResponseCache(cache_path if cache_path is not None else out / CACHE_FILE)
 
+    # Every benchmark's files are read and checked before anything is generated.
+    prepared = [load_benchmark(s, protocol=protocol, limit=limit) for s in specs]
+    for spec, (_, items) in zip(specs, prepared, strict=True):
+        keys = (
+            cache_key(fingerprint, spec.name, it.item_id, it.question, image_ref(it, spec.images), params)
+            for it in items
+        )
+        check_files(spec.name, spec.images, [it for it, k in zip(items, keys, strict=True) if k not in cache])
+
     # Fail before any generation when a judged benchmark has no judge; build the judge only if needed.
     judge = None
-    if any(get_benchmark(s.name, **s.options).needs_judge for s in specs):
+    if any(bench.needs_judge for bench, _ in prepared):
         if judge_factory is None:
             raise ValueError(
                 "a benchmark needs an LLM judge: give judge options (--judge-base-url, --judge-model)"
@@ -424,7 +488,7 @@ def run_benchmarks(
         progress = make_progress()
         progress.start()
     try:
-        for spec in specs:
+        for spec, done in zip(specs, prepared, strict=True):
             summary = run_benchmark(
                 spec,
                 out,
@@ -436,6 +500,7 @@ def run_benchmarks(
                 limit=limit,
                 judge=judge,
                 progress=progress,
+                loaded=done,
             )
             results["benchmarks"][spec.name] = summary
             # Written after each benchmark: a later failure keeps the finished ones' results.
@@ -480,7 +545,17 @@ def load_results(run: str | os.PathLike) -> dict[str, Any]:
 
 # ---- tables ------------------------------------------------------------------------------------
 
-RESULT_COLUMNS = ("benchmark", "category", "metric", "n", "score", "missing")
+RESULT_COLUMNS = (
+    "benchmark",
+    "category",
+    "metric",
+    "protocol",
+    "n",
+    "score",
+    "missing",
+    "empty",
+    "unparsable",
+)
 COMPARE_COLUMNS = ("benchmark", "category", "metric", "A", "B", "delta (B - A)")
 
 
@@ -493,16 +568,35 @@ def _fmt_std(v: float | None, std: float | None) -> str:
     return _fmt(v) if v is None or std is None else f"{v:.2f} ± {std:.2f}"
 
 
+def _share(count: int | None, share: float | None) -> str:
+    """`count (share%)`, or "—" for results written before answers were counted."""
+    return "—" if count is None else f"{count} ({share or 0.0:.1f}%)"
+
+
 def result_rows(results: Mapping[str, Any]) -> list[tuple[str, ...]]:
     """Rows of `RESULT_COLUMNS`: per benchmark the overall score, then its categories (indented)."""
     rows = []
     for name, b in results["benchmarks"].items():
         missing = b.get("n_missing", 0) or 0
         overall = _fmt_std(b["overall"], (b.get("extra") or {}).get("overall_std"))
-        rows.append((name, "overall", b["metric"], str(b.get("n") or ""), overall, str(missing)))
+        empty = _share(b.get("n_empty"), b.get("empty_share"))
+        unparsable = _share(b.get("n_unparsable"), b.get("unparsable_share"))
+        rows.append(
+            (
+                name,
+                "overall",
+                b["metric"],
+                protocol_label(b),
+                str(b.get("n") or ""),
+                overall,
+                str(missing),
+                empty,
+                unparsable,
+            )
+        )
         for cat, c in b["per_category"].items():
             n = "" if c["n"] is None else str(c["n"])
-            rows.append(("", f"  {cat}", "", n, _fmt_std(c["score"], c.get("std")), ""))
+            rows.append(("", f"  {cat}", "", "", n, _fmt_std(c["score"], c.get("std")), "", "", ""))
     return rows
 
 
@@ -518,7 +612,8 @@ def compare_rows(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[tuple[str, 
     """Rows of `COMPARE_COLUMNS` over the union of both runs' benchmarks and categories.
 
     The delta is B - A; a trailing "(better)"/"(worse)" follows each benchmark's direction
-    (lower CHAIR is better). A benchmark or category one run lacks shows "—".
+    (lower CHAIR is better). A benchmark or category one run lacks shows "—". A benchmark scored
+    under different protocols or scorer versions names both next to its metric.
     """
     rows = []
     ba, bb = a["benchmarks"], b["benchmarks"]
@@ -527,7 +622,10 @@ def compare_rows(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[tuple[str, 
         ref = ra or rb
         up = ref.get("higher_is_better", True)
         oa, ob = ra.get("overall"), rb.get("overall")
-        rows.append((name, "overall", ref["metric"], _fmt(oa), _fmt(ob), _delta(oa, ob, up)))
+        metric = ref["metric"]
+        if ra and rb and protocol_label(ra) != protocol_label(rb):  # scored differently: say so
+            metric += f" ({protocol_label(ra)} vs {protocol_label(rb)})"
+        rows.append((name, "overall", metric, _fmt(oa), _fmt(ob), _delta(oa, ob, up)))
         ca, cb = ra.get("per_category", {}), rb.get("per_category", {})
         for cat in [*ca, *(c for c in cb if c not in ca)]:
             x = ca[cat]["score"] if cat in ca else None
@@ -551,7 +649,8 @@ def results_markdown(results: Mapping[str, Any]) -> str:
     head += f", greedy, max_new_tokens {params.get('max_new_tokens')}"
     if results.get("limit") is not None:
         head += f", limit {results['limit']} per benchmark"
-    return head + "\n\n" + markdown_table(RESULT_COLUMNS, result_rows(results))
+    warnings = "".join(f"\n**Warning**: {w}\n" for w in answer_warnings(results))
+    return head + "\n\n" + markdown_table(RESULT_COLUMNS, result_rows(results)) + warnings
 
 
 def results_table(results: Mapping[str, Any], title: str = "Benchmark results"):

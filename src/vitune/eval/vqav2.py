@@ -16,10 +16,21 @@ Quirks kept on purpose (they change scores, and the point is to match the server
   and a digit,digit pattern anywhere deletes every mark instead of spacing it.
 - The period regex is called as `sub("", text, re.UNICODE)`, which passes re.UNICODE (32) as
   `count`: at most 32 periods are removed.
-- The official script is Python 2 code compiled without re.UNICODE, so `\\d` is ASCII-only.
+- The official script is Python 2 code compiled without re.UNICODE, so `\\d` is ASCII-only; its
+  `unicode.lower()` is the simple (one character to one character) case mapping, so "İ" becomes
+  "i" (Python 3 gives "i" + a combining dot) and a final "Σ" becomes "σ" (Python 3: "ς")
+  (`py2_lower`; characters added to Unicode after Python 2.7's 5.2 are not emulated); and its
+  `round()` rounds an exact tie half away from zero (Python 3: to even), so 12.125 reports as
+  12.13 (`py2_round`).
 - Matching after normalization is exact (`==`); the digit/article step has already lowercased.
 - Leave-one-out removes the answer *dict* (each has a distinct answer_id), so it is always the
   other n-1 answers even when answer strings repeat.
+
+The published numbers were not computed on raw predictions: LLaVA's
+`convert_vqav2_for_submission.py` (and lmms-eval, MMF) pass every prediction through the EvalAI
+answer processor (`evalai_answer`, m4c's `EvalAIAnswerProcessor`: lowercase, delete "," and "?",
+split "'s", then the same punctuation / number / article / contraction steps) before the server runs
+this rule. `score_vqa(..., protocol="paper")` does that; `"official"` scores the raw predictions.
 
 Speed: ground-truth processing depends only on the QA, so `prepare_gt` does it once per question,
 and prediction normalization is memoized (predictions repeat a lot: "yes", "no", "2").
@@ -31,6 +42,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 from typing import Literal
 
@@ -127,9 +139,28 @@ def process_punctuation(text: str) -> str:
     return _PERIOD_STRIP.sub("", out, count=_OFFICIAL_PERIOD_COUNT)
 
 
+def py2_lower(text: str) -> str:
+    """Python 2's `unicode.lower()`: the simple case mapping, one character at a time.
+
+    Python 3 applies the full mapping (U+0130 "İ" -> "i" + U+0307) and the context-dependent final
+    sigma; lowering character by character with "İ" -> "i" is exactly the simple mapping.
+    """
+    if text.isascii():
+        return text.lower()
+    return "".join("i" if c == "\u0130" else c.lower() for c in text)
+
+
+def py2_round(x: float, ndigits: int) -> float:
+    """Python 2's `round()`: correctly rounded, exact ties (in binary) away from zero.
+
+    `Decimal(x)` is the exact binary value, so ROUND_HALF_UP breaks only true ties, as Python 2 does.
+    """
+    return float(Decimal(x).quantize(Decimal(1).scaleb(-ndigits), rounding=ROUND_HALF_UP))
+
+
 def process_digit_article(text: str) -> str:
-    """Lowercase, number words -> digits, drop articles, then fix contractions word by word."""
-    words = [NUMBER_WORDS.get(w, w) for w in text.lower().split()]
+    """Lowercase (Python 2's), number words -> digits, drop articles, fix contractions word by word."""
+    words = [NUMBER_WORDS.get(w, w) for w in py2_lower(text).split()]
     words = [w for w in words if w not in ARTICLES]
     return " ".join(CONTRACTIONS.get(w, w) for w in words)
 
@@ -138,6 +169,39 @@ def process_digit_article(text: str) -> str:
 def normalize_answer(text: str) -> str:
     """Full normalization of an already cleaned answer (used when the gt answers differ)."""
     return process_digit_article(process_punctuation(text))
+
+
+# ---- the EvalAI answer processor (m4c `EvalAIAnswerProcessor`, Python 3) ------------------------
+
+# m4c's patterns, compiled without flags as in its Python 3 source (Unicode \d).
+_M4C_PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)")
+_M4C_COMMA_STRIP = re.compile(r"(?<=\d)(\,)+(?=\d)")
+
+
+def _m4c_punctuation(text: str) -> str:
+    out = text
+    delete_all = _M4C_COMMA_STRIP.search(text) is not None
+    for p in PUNCT:
+        # As in the official code the "touches a space" test reads the input, not `out`.
+        touches_space = p + " " in text or " " + p in text
+        out = out.replace(p, "" if delete_all or touches_space else " ")
+    # m4c passes re.UNICODE as `count` too: at most 32 periods go.
+    return _M4C_PERIOD_STRIP.sub("", out, count=_OFFICIAL_PERIOD_COUNT)
+
+
+def _m4c_digit_article(text: str) -> str:
+    words = [NUMBER_WORDS.get(w, w) for w in text.lower().split()]
+    return " ".join(CONTRACTIONS.get(w, w) for w in words if w not in ARTICLES)
+
+
+@lru_cache(maxsize=1 << 16)
+def evalai_answer(text: str) -> str:
+    """m4c `EvalAIAnswerProcessor.__call__` (LLaVA's VQAv2/VizWiz submission and TextVQA scoring):
+    lowercase, delete "," and "?", "'s" -> " 's", strip; newline/tab -> space, strip; punctuation;
+    numbers, articles, contractions."""
+    t = text.lower().replace(",", "").replace("?", "").replace("'s", " 's").strip()
+    t = t.replace("\n", " ").replace("\t", " ").strip()
+    return _m4c_digit_article(_m4c_punctuation(t))
 
 
 @lru_cache(maxsize=4096)
@@ -221,8 +285,8 @@ class VQAScores:
 
 
 def _pct(values: list[float], ndigits: int) -> float:
-    # Same expression as the official setAccuracy: round(100*float(sum(acc))/len(acc), n).
-    return round(100 * float(sum(values)) / len(values), ndigits) if values else 0.0
+    # Same expression as the official setAccuracy: round(100*float(sum(acc))/len(acc), n), Python 2.
+    return py2_round(100 * float(sum(values)) / len(values), ndigits) if values else 0.0
 
 
 def score_vqa(
@@ -231,13 +295,19 @@ def score_vqa(
     *,
     missing: Literal["error", "skip", "zero"] = "error",
     ndigits: int = 2,
+    protocol: Literal["official", "paper"] = "official",
 ) -> VQAScores:
     """Score predictions (question_id -> answer) on `qas`, overall and per answer/question type.
+
+    `protocol="paper"` first passes every prediction through `evalai_answer` (LLaVA's submission
+    pipeline, module docstring); `"official"` scores them raw, as `vqaEval.py` does.
 
     The official script refuses results that do not cover every question (`missing="error"`);
     `"skip"` scores only the answered questions, `"zero"` counts missing ones as wrong. Predictions
     for questions not in `qas` are ignored.
     """
+    if protocol not in ("official", "paper"):
+        raise ValueError(f"protocol must be 'official' or 'paper', not {protocol!r}")
     per_q: dict[str, float] = {}
     accs: list[float] = []
     by_at: dict[str, list[float]] = defaultdict(list)
@@ -254,6 +324,8 @@ def score_vqa(
                 continue  # collect all, raise once below with a useful message
             acc = 0.0
         else:
+            if protocol == "paper":
+                pred = evalai_answer(pred)
             acc = accuracy_prepared(pred, prepare_gt(qa.answers))
         per_q[qid] = acc
         accs.append(acc)

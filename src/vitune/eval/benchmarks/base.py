@@ -8,11 +8,17 @@ predictions exactly as the official script does (`score`). Nothing here download
 Predictions are `{item_id: generated text}`. Scorers never score a missing prediction silently:
 `missing="error"` (default) refuses, `"wrong"` counts it as a wrong answer, `"skip"` leaves it out;
 every result reports `n_missing`.
+
+Scoring protocols (docs/EVALUATION.md): a benchmark declares in `protocols` the ways it can be
+scored, the default first. `paper` is the pipeline behind the published numbers (VQAv2: LLaVA's
+submission script runs the EvalAI answer processor on every prediction before the server's
+`vqaEval.py`), `official` the raw official script. A benchmark whose published numbers come from
+its official script has the one protocol `official`. `get_benchmark(name, protocol=...)` picks one;
+`scorer_version` is bumped whenever a scorer's numbers change, and both go into every result.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from abc import ABC, abstractmethod
@@ -26,6 +32,11 @@ SHORT_ANSWER = "Answer the question using a single word or phrase."
 LETTER_ANSWER = "Answer with the option's letter from the given choices directly."
 
 Missing = Literal["error", "wrong", "skip"]
+PROTOCOLS = ("paper", "official")
+
+
+class BenchmarkDataError(ValueError):
+    """A benchmark's files are missing, empty or unreadable: the CLI reports it and exits 2."""
 
 
 @dataclass(slots=True)
@@ -52,9 +63,9 @@ class BenchItem:
         if self.image is None:
             return None
         if isinstance(self.image, bytes):
-            from PIL import Image
+            from vitune.data.images import open_image  # the one image check, header first
 
-            return Image.open(io.BytesIO(self.image)).convert("RGB")
+            return open_image(self.image, source=f"item {self.item_id} (embedded image)")
         from vitune.sources.paths import resolve_image
 
         return resolve_image(image_root if image_root is not None else ".", self.image)
@@ -78,6 +89,16 @@ class Benchmark(ABC):
     needs_judge: ClassVar[bool] = False
     # False for error rates (CHAIR): comparisons then read a drop of `overall` as a gain.
     higher_is_better: ClassVar[bool] = True
+    # The scoring protocols this benchmark distinguishes, default first (module docstring).
+    protocols: ClassVar[tuple[str, ...]] = ("official",)
+    # Bumped whenever this scorer's numbers change; recorded next to the protocol in results.
+    scorer_version: ClassVar[int] = 1
+    # The protocol in use (set by `get_benchmark`; the default protocol otherwise).
+    protocol: str = ""
+
+    @property
+    def active_protocol(self) -> str:
+        return self.protocol or self.protocols[0]
 
     @abstractmethod
     def load(self, path: str | os.PathLike) -> list[BenchItem]:
@@ -103,6 +124,11 @@ class Benchmark(ABC):
             "n_missing": n_missing,
             **extra,
         }
+
+    def unparsable(self, prediction: str, item: BenchItem) -> bool:
+        """True when the official rule cannot read a (non-empty) prediction and scores it by a
+        fallback (FAILED, "other", a default answer). Counted per benchmark in every results table."""
+        return False
 
     def prompt(self, question: str) -> str:
         return f"{question}\n{self.prompt_suffix}" if self.prompt_suffix else question
@@ -132,13 +158,29 @@ def register_benchmark(cls: type[Benchmark]) -> type[Benchmark]:
     return cls
 
 
-def get_benchmark(name: str, **options: Any) -> Benchmark:
-    """An instance of the registered benchmark `name`; `options` go to its constructor."""
+def resolve_protocol(cls: type[Benchmark], protocol: str | None) -> str:
+    """The protocol `cls` scores with when `protocol` is asked for (None: its default).
+
+    A benchmark with one protocol uses it whatever is asked: its published numbers come from the
+    official script, so `paper` and `official` are the same there.
+    """
+    if protocol is None:
+        return cls.protocols[0]
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown scoring protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
+    return protocol if protocol in cls.protocols else cls.protocols[0]
+
+
+def get_benchmark(name: str, protocol: str | None = None, **options: Any) -> Benchmark:
+    """An instance of the registered benchmark `name` scoring under `protocol` (None: its default);
+    `options` go to its constructor."""
     try:
         cls = _REGISTRY[name]
     except KeyError:
         raise KeyError(f"unknown benchmark {name!r}; known: {', '.join(benchmark_names())}") from None
-    return cls(**options)
+    bench = cls(**options)
+    bench.protocol = resolve_protocol(cls, protocol)
+    return bench
 
 
 def benchmark_names() -> list[str]:
@@ -168,6 +210,17 @@ def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
 def pct(num: float, den: float) -> float:
     """Percentage, 0.0 for an empty denominator (official scripts would divide by zero)."""
     return 100.0 * num / den if den else 0.0
+
+
+def ratio_pct(num: float, den: float) -> float:
+    """`num / den * 100`: the order GQA's eval.py, LLaVA's eval_science_qa.py and CHAIR compute in
+    (it can differ from `pct` in the last digit), 0.0 for an empty denominator."""
+    return num / den * 100 if den else 0.0
+
+
+def is_empty(prediction: str | None) -> bool:
+    """An empty answer: nothing, or only whitespace."""
+    return prediction is None or not prediction.strip()
 
 
 def group_pct(groups: Mapping[str, list[bool]]) -> dict[str, float]:

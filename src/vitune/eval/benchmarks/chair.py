@@ -19,6 +19,11 @@ its quirks: " motor bike" and " cheesecake" carry a leading space (double spaces
 The original uses nltk's `word_tokenize` and pattern.en's `singularize` (neither is a dependency):
 here a regex tokenizer and a singularizer that maps a plural only when its singular is an object
 word. Both can be replaced (`tokenize=`, `singularize=`) to plug the original libraries in.
+
+Categories outside the table (the original raises `KeyError`, e.g. `'triangle'` on the embedded
+world's COCO file) join the vocabulary as their own words, so "two triangles" is a mention of
+"triangle"; on real COCO every category is in the table and nothing changes. They are listed in
+the result (`extra_categories`). CHAIRi and CHAIRs are `n / N * 100`, the original's order.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from vitune.eval.benchmarks.base import (
     Benchmark,
     Missing,
     pair_predictions,
-    pct,
+    ratio_pct,
     read_json,
     register_benchmark,
 )
@@ -123,13 +128,14 @@ hair drier, hairdryer
 toothbrush
 """  # noqa: W291 - the trailing spaces are part of the original table
 
-# Original hard-coded two-word terms and qualifier rules.
+# Original hard-coded two-word terms and qualifier rules (utils/chair.py at its latest version,
+# which ends with "train track": "train tracks" is no train).
 DOUBLE_WORDS = (
     "motor bike", "motor cycle", "air plane", "traffic light", "street light", "traffic signal",
     "stop light", "fire hydrant", "stop sign", "parking meter", "suit case", "sports ball",
     "baseball bat", "baseball glove", "tennis racket", "wine glass", "hot dog", "cell phone",
     "mobile phone", "teddy bear", "hair drier", "potted plant", "bow tie", "laptop computer",
-    "stove top oven", "home plate",
+    "stove top oven", "home plate", "train track",
 )  # fmt: skip
 ANIMAL_WORDS = (
     "bird",
@@ -183,9 +189,11 @@ def tokenize(text: str) -> list[str]:
     return _TOKEN.findall(text.lower())
 
 
-def singularize(word: str) -> str:
+def singularize(
+    word: str, vocabulary: Mapping[str, str] = INVERSE_SYNONYMS, doubles: Mapping[str, str] = DOUBLE_WORD_MAP
+) -> str:
     """A plural object word -> its singular when that singular is in the table, else the word."""
-    if word in INVERSE_SYNONYMS or len(word) < 3:
+    if word in vocabulary or len(word) < 3:
         return word
     if word in _IRREGULAR:
         return _IRREGULAR[word]
@@ -199,7 +207,7 @@ def singularize(word: str) -> str:
     if word.endswith("s") and not word.endswith("ss"):
         cands.append(word[:-1])
     for c in cands:
-        if c in INVERSE_SYNONYMS or any(d.endswith(" " + c) for d in DOUBLE_WORD_MAP):
+        if c in vocabulary or any(d.endswith(" " + c) for d in doubles):
             return c
     return word
 
@@ -210,41 +218,56 @@ class ChairEvaluator:
     def __init__(
         self,
         tokenize: Callable[[str], list[str]] = tokenize,
-        singularize: Callable[[str], str] = singularize,
+        singularize: Callable[[str], str] | None = None,
+        extra_categories: Iterable[str] = (),
     ) -> None:
         self.tokenize = tokenize
-        self.singularize = singularize
+        self.vocabulary = dict(INVERSE_SYNONYMS)
+        self.doubles = dict(DOUBLE_WORD_MAP)
+        for name in extra_categories:
+            self.vocabulary.setdefault(name, name)
+            if len(name.split()) == 2:
+                self.doubles.setdefault(name, name)
+        self.singularize = singularize or (lambda w: _singularize(w, self.vocabulary, self.doubles))
 
     def caption_objects(self, caption: str) -> tuple[list[str], list[str]]:
         words = [self.singularize(w) for w in self.tokenize(caption.lower())]
         merged, i = [], 0
         while i < len(words):
             pair = " ".join(words[i : i + 2])
-            if pair in DOUBLE_WORD_MAP:
-                merged.append(DOUBLE_WORD_MAP[pair])
+            if pair in self.doubles:
+                merged.append(self.doubles[pair])
                 i += 2
             else:
                 merged.append(words[i])
                 i += 1
         if "toilet" in merged and "seat" in merged:  # "the seat of the toilet" is not a chair
             merged = [w for w in merged if w != "seat"]
-        words = [w for w in merged if w in INVERSE_SYNONYMS]
-        return words, [INVERSE_SYNONYMS[w] for w in words]
+        words = [w for w in merged if w in self.vocabulary]
+        return words, [self.vocabulary[w] for w in words]
 
 
-def _gt_from_coco(instances: Path, ev: ChairEvaluator) -> tuple[dict[str, set[str]], dict[str, str]]:
+_singularize = singularize  # the module-level default, reachable under the parameter's name
+
+
+def _gt_from_coco(
+    instances: Path, ev: ChairEvaluator
+) -> tuple[dict[str, set[str]], dict[str, str], list[str]]:
     doc = read_json(instances)
     names = {c["id"]: c["name"] for c in doc["categories"]}
+    ev = ChairEvaluator(ev.tokenize, extra_categories=names.values())  # see the module docstring
     objs: dict[str, set[str]] = {str(im["id"]): set() for im in doc["images"]}
     files = {str(im["id"]): im.get("file_name", "") for im in doc["images"]}
     for a in doc["annotations"]:
-        objs.setdefault(str(a["image_id"]), set()).add(INVERSE_SYNONYMS[names[a["category_id"]]])
+        if a["category_id"] not in names:
+            raise ValueError(f"{instances}: annotation {a.get('id')}: unknown category_id {a['category_id']}")
+        objs.setdefault(str(a["image_id"]), set()).add(ev.vocabulary[names[a["category_id"]]])
     caps = sorted(instances.parent.glob(instances.name.replace("instances_", "captions_")))
     for cap_file in caps:
         for a in read_json(cap_file)["annotations"]:
             if str(a["image_id"]) in objs:
                 objs[str(a["image_id"])].update(ev.caption_objects(a["caption"])[1])
-    return objs, files
+    return objs, files, sorted(set(names.values()) - set(INVERSE_SYNONYMS))
 
 
 @register_benchmark
@@ -252,15 +275,18 @@ class CHAIR(Benchmark):
     name = "chair"
     metric = "chair_i"
     higher_is_better = False  # CHAIRi is a hallucination rate
+    scorer_version = 2  # 2: "train track", categories outside the table, n / N * 100 order
 
     def __init__(self, **evaluator_options: Any) -> None:
+        self.evaluator_options = evaluator_options
         self.evaluator = ChairEvaluator(**evaluator_options)
 
     def load(self, path: str | os.PathLike) -> list[BenchItem]:
         p = Path(path)
         doc_is_coco = p.name.startswith("instances_")
+        extra: list[str] = []  # one list shared by every item: the categories outside the table
         if doc_is_coco:
-            objs, files = _gt_from_coco(p, self.evaluator)
+            objs, files, extra = _gt_from_coco(p, self.evaluator)
         else:
             raw = read_json(p)
             objs, files = {}, {}
@@ -275,7 +301,7 @@ class CHAIR(Benchmark):
                 question=DESCRIBE_PROMPT,
                 image=files.get(k) or None,
                 answers=sorted(v),
-                meta={"raw_question": DESCRIBE_PROMPT},
+                meta={"raw_question": DESCRIBE_PROMPT, "extra_categories": extra},
             )
             for k, v in objs.items()
         ]
@@ -286,11 +312,17 @@ class CHAIR(Benchmark):
         if missing == "wrong":
             raise ValueError("CHAIR has no 'wrong' caption; use missing='error' or 'skip'")
         pairs, n_missing = pair_predictions(preds, items, missing)
+        known = set(INVERSE_SYNONYMS.values())
+        extra = sorted(
+            {c for it, _ in pairs for c in it.meta.get("extra_categories", ())}
+            | ({a for it, _ in pairs for a in it.answers} - known)
+        )
+        ev = ChairEvaluator(**self.evaluator_options, extra_categories=extra) if extra else self.evaluator
         n_caps = n_hall_caps = n_mentions = n_hall = n_gt = n_recalled = 0
         per_item = {}
         for it, cap in pairs:
             gt = set(it.answers)
-            words, cats = self.evaluator.caption_objects(cap or "")
+            words, cats = ev.caption_objects(cap or "")
             hall = [(w, c) for w, c in zip(words, cats, strict=True) if c not in gt]
             recalled = {c for c in cats if c in gt}
             n_caps += 1
@@ -301,10 +333,11 @@ class CHAIR(Benchmark):
             n_recalled += len(recalled)
             per_item[it.item_id] = {"mentioned": cats, "hallucinated": [c for _, c in hall]}
         return self.result(
-            overall=pct(n_hall, n_mentions),
-            chair_i=pct(n_hall, n_mentions),
-            chair_s=pct(n_hall_caps, n_caps),
-            recall=pct(n_recalled, n_gt),
+            overall=ratio_pct(n_hall, n_mentions),
+            chair_i=ratio_pct(n_hall, n_mentions),
+            chair_s=ratio_pct(n_hall_caps, n_caps),
+            recall=ratio_pct(n_recalled, n_gt),
+            extra_categories=", ".join(extra),
             per_category={},
             n=n_caps,
             n_mentions=n_mentions,

@@ -8,7 +8,8 @@ Scoring (LLaVA `scripts/convert_gqa_for_eval.py` then GQA's `eval.py`): the pred
 `text.rstrip('.').lower()` (trailing periods only; no strip of spaces, no other normalization) and
 must equal the gold answer exactly. Per-category results are by structural and semantic type, as
 the official eval.py reports them (its consistency/validity/plausibility/grounding/distribution
-metrics need the scene graphs and are not computed here).
+metrics need the scene graphs and are not computed here). Percentages are eval.py's
+`avg(scores) * 100` (divide, then × 100), which can differ from 100 × n / N in the last digit.
 """
 
 from __future__ import annotations
@@ -24,9 +25,8 @@ from vitune.eval.benchmarks.base import (
     BenchItem,
     Benchmark,
     Missing,
-    group_pct,
     pair_predictions,
-    pct,
+    ratio_pct,
     read_json,
     register_benchmark,
 )
@@ -36,10 +36,15 @@ def gqa_normalize(pred: str) -> str:
     return pred.rstrip(".").lower()
 
 
+def _avg_pct(groups: dict[str, list[bool]]) -> dict[str, float]:
+    return {k: ratio_pct(sum(v), len(v)) for k, v in sorted(groups.items())}
+
+
 @register_benchmark
 class GQA(Benchmark):
     name = "gqa"
     prompt_suffix = SHORT_ANSWER
+    scorer_version = 2  # 2: eval.py's avg * 100 order
 
     def load(self, path: str | os.PathLike) -> list[BenchItem]:
         doc = read_json(Path(path))
@@ -74,9 +79,9 @@ class GQA(Benchmark):
             by_struct[it.category].append(ok)
             by_sem[it.subcategory].append(ok)
         return self.result(
-            overall=pct(sum(hits.values()), len(hits)),
-            per_category=group_pct(by_struct),
-            per_semantic=group_pct(by_sem),
+            overall=ratio_pct(sum(hits.values()), len(hits)),
+            per_category=_avg_pct(by_struct),
+            per_semantic=_avg_pct(by_sem),
             n=len(hits),
             n_missing=n_missing,
         )

@@ -19,7 +19,8 @@ malformed here (the official range check lets NaN through).
 Aggregation (`export_result`): `overall` (total) = sum of scores / items × 100; per capability, an
 item counts toward each of its capabilities; per capability combination (the exact set of an
 item's capabilities, named by joining them with "_" in sorted order, where the official script uses
-set order), sum / items × 100; each rounded to 1 decimal as officially.
+set order), sum / items × 100; each rounded to 1 decimal as officially, with numpy's rounding
+(the official rounds numpy floats: `np_round1`).
 `missing="wrong"` gives a missing answer 0.0 without asking the judge.
 
 Repeated runs (`runs=N`, the official `--num_run`; the paper used 5): the grader is asked again
@@ -46,6 +47,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
+
+import numpy as np
 
 from vitune.eval.benchmarks.base import (
     BenchItem,
@@ -144,15 +147,24 @@ def _percentages(scores: Mapping[str, float], capabilities: Mapping[str, list[st
     }
 
 
+def np_round1(x: float) -> float:
+    """The official `round(np.float64, 1)`, i.e. numpy's rounding: x * 10, round half to even, / 10.
+
+    Not Python's correctly rounded `round(float, 1)`: they differ at .x5 edges (numpy gives 0.2 for
+    0.15, whose binary value is below .15; and 1.0 for 1.05).
+    """
+    return float(np.round(np.float64(x), 1))
+
+
 def _rounded(values: Mapping[str, float]) -> dict[str, float]:
-    return {k: round(v, 1) for k, v in values.items()}
+    return {k: np_round1(v) for k, v in values.items()}
 
 
 def aggregate(scores: Mapping[str, float], capabilities: Mapping[str, list[str]]) -> dict[str, Any]:
     """Total, per capability and per capability combination (percent, 1 decimal) of graded items."""
     raw = _percentages(scores, capabilities)
     return {
-        "total": round(raw["total"], 1) if raw["total"] is not None else 0.0,
+        "total": np_round1(raw["total"]) if raw["total"] is not None else 0.0,
         "per_capability": _rounded(raw["per_capability"]),
         "n_per_capability": raw["n_per_capability"],
         "per_combination": _rounded(raw["per_combination"]),
@@ -169,7 +181,7 @@ def _across_runs(per_run: list[dict[str, float]]) -> tuple[dict[str, float], dic
     mean, std = {}, {}
     for k in sorted(counts, key=lambda k: -counts[k]):  # stable: the first run's order among ties
         m, s = mean_std([run[k] for run in per_run if k in run])
-        mean[k], std[k] = round(m, 1), round(s, 1)
+        mean[k], std[k] = np_round1(m), np_round1(s)
     return mean, std
 
 
@@ -191,6 +203,7 @@ def _merge_failures(runs: list[dict[str, Any]], order: list[str]) -> dict[str, A
 class MMVet(Benchmark):
     name = "mm_vet"
     metric = "gpt_score"
+    scorer_version = 2  # 2: numpy rounding
     needs_judge: ClassVar[bool] = True
 
     # `vitune eval --judge-runs N` reaches the benchmarks that declare this (as the `runs` option).
@@ -322,15 +335,15 @@ class MMVet(Benchmark):
         in_every = [i for i in capabilities if all(i in run["item_scores"] for run in scored)]
         counts = _percentages({i: 0.0 for i in in_every}, capabilities)
         agg = {
-            "total": round(total, 1),
+            "total": np_round1(total),
             "per_capability": per_cap,
             "n_per_capability": {c: counts["n_per_capability"].get(c, 0) for c in per_cap},
             "per_combination": per_combo,
             "n_per_combination": {c: counts["n_per_combination"].get(c, 0) for c in per_combo},
         }
         std = {
-            "total_std": round(total_std, 1),
-            "overall_std": round(total_std, 1),
+            "total_std": np_round1(total_std),
+            "overall_std": np_round1(total_std),
             "per_capability_std": per_cap_std,
             "per_category_std": per_cap_std,
         }

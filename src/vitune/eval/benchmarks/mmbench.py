@@ -22,6 +22,12 @@ total length). Else the judge hook `judge(question, options, prediction) -> str 
 and its reply goes through the same extraction; no judge, or no usable reply, counts as a failed
 extraction (`n_failed_extraction`) and wrong. VLMEvalKit instead picks a random letter after 3
 judge failures; failures are never scored at random here.
+
+Predictions as the official path sees them: LLaVA's `convert_mmbench_for_submission.py` writes them
+to an `.xlsx` that the evaluator reads back with `pandas.read_excel`, which turns a cell holding one
+of pandas' NA strings ("None", "NA", "null", "nan", "", ...) into an empty cell (NaN); VLMEvalKit's
+`str()` then reads it as "nan". `as_read_back` does the same before extraction, so a model answering
+"None" is scored as the official evaluator scores it (no match against an option "None of these").
 """
 
 from __future__ import annotations
@@ -57,6 +63,19 @@ _REFUSALS = (
     "Cannot determine the answer",
 )
 _VERBOSE_ANSWER = re.compile(r"(?i)(?:correct\s+)?answer\s+is\s+\**([ABCD])\**")
+
+
+# pandas' default NA strings (`pandas._libs.parsers.STR_NA_VALUES`, pinned by a test): read_excel
+# turns a cell equal to one of them into NaN.
+EXCEL_NA_STRINGS = frozenset({
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+    "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+})  # fmt: skip
+
+
+def as_read_back(prediction: str) -> str:
+    """The prediction after the official .xlsx round trip (module docstring): NA strings -> "nan"."""
+    return "nan" if prediction in EXCEL_NA_STRINGS else prediction
 
 
 def _is_none(v: str | None) -> bool:
@@ -111,6 +130,11 @@ def _read_tsv(path: Path) -> list[dict[str, str]]:
 class MMBench(Benchmark):
     name = "mmbench"
     prompt_suffix = LETTER_ANSWER
+    scorer_version = 2  # 2: predictions as read back from the official .xlsx
+
+    def unparsable(self, prediction: str, item: BenchItem) -> bool:
+        """No option found by the rules: the official path then needs its LLM judge."""
+        return infer_answer(as_read_back(prediction), item.options) is None
 
     def __init__(self, circular: bool = True, judge: Judge | None = None) -> None:
         self.circular = circular
@@ -172,6 +196,7 @@ class MMBench(Benchmark):
         return infer_answer(reply, it.options) if reply else None
 
     def _group_hit(self, passes: list[tuple[BenchItem, str | None]], counts: dict[str, int]) -> bool:
+        passes = [(it, None if p is None else as_read_back(p)) for it, p in passes]
         inferred = [None if p is None else infer_answer(p, it.options) for it, p in passes]
         if any(x is not None and x != it.answers[0] for x, (it, _) in zip(inferred, passes, strict=True)):
             return False  # prefetch found a wrong pass: no judge call (as VLMEvalKit)

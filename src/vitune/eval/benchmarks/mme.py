@@ -15,7 +15,9 @@ Scoring (MME eval_tool/calculation.py): prediction lowercased; exactly "yes"/"no
 "I think yes" -> other. Per subtask: acc = right/questions, acc+ = images with BOTH questions
 right / images; score = (acc + acc+) × 100, at most 200. Perception = sum of 10 subtasks (max
 2000), cognition = sum of 4 (max 800); `overall` is the perception total (the number LLaVA
-reports as "MME"). The official tool pairs consecutive lines of its results file; here questions
+reports as "MME"), each total summed in calculation.py's subtask order (PERCEPTION / COGNITION
+below; float addition is not associative, so another order can change the last digit), each subtask
+score as `0 + acc * 100 + acc_plus * 100`. The official tool pairs consecutive lines of its results file; here questions
 are grouped by image explicitly, which is the same thing for well-formed files.
 """
 
@@ -98,11 +100,24 @@ def _read_release(root: Path) -> list[tuple[str, str, str, str, str]]:
     return rows
 
 
+def _official_total(per: Mapping[str, Mapping[str, float]], order: tuple[str, ...]) -> float:
+    """Subtask scores summed in calculation.py's order (`scores += task_score`), present ones only."""
+    total = 0.0
+    for task in order:
+        if task in per:
+            total += per[task]["score"]
+    return total
+
+
 @register_benchmark
 class MME(Benchmark):
     name = "mme"
     metric = "mme_score"
     prompt_suffix = SHORT_ANSWER
+    scorer_version = 2  # 2: totals summed in calculation.py's subtask order
+
+    def unparsable(self, prediction: str, item: BenchItem) -> bool:
+        return mme_parse(prediction) == "other"
 
     def load(self, path: str | os.PathLike) -> list[BenchItem]:
         """`path`: the release folder, or `llava_mme.jsonl` next to `MME_Benchmark_release_version/`."""
@@ -166,15 +181,15 @@ class MME(Benchmark):
             acc = sum(flags) / len(flags)
             acc_plus = sum(all(v) for v in images.values()) / len(images)
             per[task] = {
-                "score": 100 * acc + 100 * acc_plus,
+                "score": 0 + acc * 100 + acc_plus * 100,  # calculation.py's task_score accumulation
                 "acc": 100 * acc,
                 "acc_plus": 100 * acc_plus,
                 "n_questions": len(flags),
                 "n_images": len(images),
                 "n_other": other[task],
             }
-        perception = sum(v["score"] for k, v in per.items() if k in PERCEPTION)
-        cognition = sum(v["score"] for k, v in per.items() if k in COGNITION)
+        perception = _official_total(per, PERCEPTION)
+        cognition = _official_total(per, COGNITION)
         return self.result(
             overall=perception,
             perception=perception,

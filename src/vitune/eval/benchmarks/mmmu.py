@@ -210,6 +210,12 @@ class MMMU(Benchmark):
     def __init__(self, seed: int = 42) -> None:
         self.seed = seed
 
+    def unparsable(self, prediction: str, item: BenchItem) -> bool:
+        """A multiple-choice answer with no letter or option text: the official rule picks at random."""
+        if item.meta.get("question_type") != "multiple-choice":
+            return False
+        return parse_multi_choice(prediction, item.options, random.Random(0))[1]
+
     def load(self, path: str | os.PathLike) -> list[BenchItem]:
         items = []
         for row in _read_rows(Path(path)):

@@ -71,6 +71,12 @@ class POPE(Benchmark):
     metric = "mean_f1"
     prompt_suffix = SHORT_ANSWER
 
+    def unparsable(self, prediction: str, item: BenchItem) -> bool:
+        """No "no" word and no word starting with "yes": the official rule's fallback to "yes"."""
+        return pope_yes_no(prediction) == "yes" and not any(
+            w.lower().startswith("yes") for w in prediction.split(".")[0].replace(",", "").split()
+        )
+
     def load(self, path: str | os.PathLike) -> list[BenchItem]:
         """`path`: one POPE file, or a folder whose `*pope_*.json[l]` files are the splits."""
         p = Path(path)

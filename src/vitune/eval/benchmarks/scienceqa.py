@@ -11,7 +11,10 @@ Letter parsing is LLaVA's `eval_science_qa.py`, options A-E:
 3. else `re.findall(r'The answer is ([A-Z]).', pred)` has exactly ONE match -> that letter.
    The "." in that pattern is any character, so "The answer is B" at the very end does NOT match;
 4. else FAILED. A letter beyond the problem's number of choices is wrong, FAILED is wrong.
-Accuracy is over the loaded items (the IMG subset: problems with an image).
+Accuracy (eval_science_qa.py): every problem of the split counts, a missing prediction as FAILED
+(wrong); IMG-Accuracy (the published number, `overall` when `img_only`) counts the problems whose
+prediction's prompt holds `<image>`, so a MISSING prediction of an image problem leaves the IMG
+denominator (its placeholder prompt is "Unknown"). Both are `correct / total * 100`, in that order.
 """
 
 from __future__ import annotations
@@ -28,9 +31,8 @@ from vitune.eval.benchmarks.base import (
     BenchItem,
     Benchmark,
     Missing,
-    group_pct,
     pair_predictions,
-    pct,
+    ratio_pct,
     read_json,
     register_benchmark,
 )
@@ -53,6 +55,10 @@ def parse_sqa_letter(pred: str) -> str:
 class ScienceQA(Benchmark):
     name = "scienceqa"
     prompt_suffix = LETTER_ANSWER
+    scorer_version = 2  # 2: missing predictions leave IMG-Accuracy; correct / total * 100 order
+
+    def unparsable(self, prediction: str, item: BenchItem) -> bool:
+        return parse_sqa_letter(prediction) == "FAILED"
 
     def __init__(self, split: str = "test", img_only: bool = True) -> None:
         self.split = split
@@ -104,12 +110,16 @@ class ScienceQA(Benchmark):
             ok = letter in it.options and letter == it.answers[0]
             hits[it.item_id] = ok
             by_subject[it.category].append(ok)
-            if it.image is not None:
+            if it.image is not None and p is not None:  # a missing one's prompt is "Unknown"
                 img_hits.append(ok)
+        accuracy = ratio_pct(sum(hits.values()), len(hits))
+        img_accuracy = ratio_pct(sum(img_hits), len(img_hits))
         return self.result(
-            overall=pct(sum(hits.values()), len(hits)),
-            img_accuracy=pct(sum(img_hits), len(img_hits)),
-            per_category=group_pct(by_subject),
+            overall=img_accuracy if self.img_only else accuracy,
+            accuracy=accuracy,
+            img_accuracy=img_accuracy,
+            n_img=len(img_hits),
+            per_category={k: ratio_pct(sum(v), len(v)) for k, v in sorted(by_subject.items())},
             n=len(hits),
             n_failed_parse=n_failed,
             n_missing=n_missing,

@@ -37,6 +37,10 @@ class SEEDBench(Benchmark):
     name = "seed_bench"
     prompt_suffix = LETTER_ANSWER
 
+    def unparsable(self, prediction: str, item: BenchItem) -> bool:
+        """Not exactly an option letter: the exact-match rule can only score it wrong."""
+        return prediction not in item.options
+
     def load(self, path: str | os.PathLike) -> list[BenchItem]:
         doc = read_json(Path(path))
         type_names = {int(v): k for k, v in doc.get("question_type", {}).items()}

@@ -12,6 +12,12 @@ The TextVQA rule differs from VQAv2's in ways that change scores (checked agains
 - Exactly 10 answers are required (the official code asserts it); leave-one-out over the 10
   (index, answer) pairs, min(1, matches/3), averaged.
 
+Matching (LLaVA `eval_textvqa.py`, the pipeline behind the published numbers): answers are looked
+up by `(image_id, question.lower())` in a dict built over the whole file, so when two questions on
+one image differ only in case, the later row's answers score BOTH predictions. `load` records that
+row's answers in `meta["scored_answers"]` (over the whole file, so `--limit` keeps it). Accuracy is
+`100 * (sum / n)` in that order, as LLaVA prints m4c's mean.
+
 Prompt: question [+ "\\nReference OCR token: t1, t2, ..." when the row has `ocr_tokens` and
 `ocr=True`] + "\\nAnswer the question using a single word or phrase." (LLaVA-1.5 textvqa file).
 Images: `<image_id>.jpg` under the TextVQA image folder.
@@ -20,9 +26,7 @@ Images: `<image_id>.jpg` under the TextVQA image folder.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable, Mapping
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -32,43 +36,13 @@ from vitune.eval.benchmarks.base import (
     Benchmark,
     Missing,
     pair_predictions,
-    pct,
     read_json,
     register_benchmark,
 )
-from vitune.eval.vqav2 import ARTICLES, CONTRACTIONS, NUMBER_WORDS, PUNCT
+from vitune.eval.vqav2 import evalai_answer
 
-# m4c's patterns, compiled without flags as in its Python 3 source (Unicode \d).
-_PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)")
-_COMMA_STRIP = re.compile(r"(?<=\d)(\,)+(?=\d)")
-_PERIOD_COUNT = int(re.UNICODE)  # m4c passes re.UNICODE as `count` too: at most 32 periods go
-
-
-def _word_tokenize(text: str) -> str:
-    return text.lower().replace(",", "").replace("?", "").replace("'s", " 's").strip()
-
-
-def _punctuation(text: str) -> str:
-    out = text
-    delete_all = _COMMA_STRIP.search(text) is not None
-    for p in PUNCT:
-        # As in the official code the "touches a space" test reads the input, not `out`.
-        touches_space = p + " " in text or " " + p in text
-        out = out.replace(p, "" if delete_all or touches_space else " ")
-    return _PERIOD_STRIP.sub("", out, count=_PERIOD_COUNT)
-
-
-def _digit_article(text: str) -> str:
-    words = [NUMBER_WORDS.get(w, w) for w in text.lower().split()]
-    return " ".join(CONTRACTIONS.get(w, w) for w in words if w not in ARTICLES)
-
-
-@lru_cache(maxsize=1 << 16)
-def normalize_textvqa(text: str) -> str:
-    """m4c `EvalAIAnswerProcessor.__call__`."""
-    t = _word_tokenize(text)
-    t = t.replace("\n", " ").replace("\t", " ").strip()
-    return _digit_article(_punctuation(t))
+# The EvalAI answer processor is defined once, next to the VQAv2 rule it feeds.
+normalize_textvqa = evalai_answer
 
 
 def textvqa_accuracy(pred: str, gt_answers: list[str]) -> float:
@@ -82,11 +56,23 @@ def textvqa_accuracy(pred: str, gt_answers: list[str]) -> float:
     return sum(min(1.0, (m - (a == p)) / 3) for a in answers) / len(answers)
 
 
+def _resolve_case_collisions(items: list[BenchItem]) -> None:
+    """Give every item the answers `eval_textvqa.py` scores it against (see the module docstring)."""
+    last: dict[tuple[str, str], BenchItem] = {}
+    for it in items:
+        last[(str(it.meta["image_id"]), it.meta["raw_question"].lower())] = it
+    for it in items:
+        winner = last[(str(it.meta["image_id"]), it.meta["raw_question"].lower())]
+        if winner is not it:
+            it.meta["scored_answers"] = list(winner.answers)
+
+
 @register_benchmark
 class TextVQA(Benchmark):
     name = "textvqa"
     metric = "vqa_accuracy"
     prompt_suffix = SHORT_ANSWER
+    scorer_version = 2  # 2: case-colliding questions and the 100 * mean order of eval_textvqa.py
 
     def __init__(self, ocr: bool = True) -> None:
         self.ocr = ocr
@@ -110,15 +96,19 @@ class TextVQA(Benchmark):
                     meta={"raw_question": q, "image_id": row["image_id"]},
                 )
             )
+        _resolve_case_collisions(items)
         return items
 
     def score(
         self, preds: Mapping[str, str], items: Iterable[BenchItem], *, missing: Missing = "error"
     ) -> dict[str, Any]:
         pairs, n_missing = pair_predictions(preds, items, missing)
-        accs = {it.item_id: 0.0 if p is None else textvqa_accuracy(p, it.answers) for it, p in pairs}
+        accs = {
+            it.item_id: 0.0 if p is None else textvqa_accuracy(p, it.meta.get("scored_answers", it.answers))
+            for it, p in pairs
+        }
         return self.result(
-            overall=pct(sum(accs.values()), len(accs)),
+            overall=100.0 * (sum(accs.values()) / len(accs)) if accs else 0.0,
             per_category={},
             n=len(accs),
             n_missing=n_missing,

@@ -3,6 +3,8 @@
 Files (REFERENCE §7): `*questions*.json` `{"data_subtype": "val2014", "questions": [{image_id,
 question, question_id}]}` and `*annotations*.json` `{"annotations": [{question_id, question_type,
 answer_type, answers: [{answer}] x 10, multiple_choice_answer}]}`, both in the folder given to `load`.
+Protocols: `paper` (default) = LLaVA's `convert_vqav2_for_submission.py` runs the EvalAI answer
+processor on every prediction, then the server's vqaEval; `official` = vqaEval on raw predictions.
 Images are `COCO_<subtype>_<image_id:012d>.jpg` relative to the image root (the COCO split folder),
 as LLaVA's question files name them. Prompt: question + "\\nAnswer the question using a single word
 or phrase." (LLaVA-1.5).
@@ -33,6 +35,8 @@ class VQAv2(Benchmark):
     name = "vqav2"
     metric = "vqa_accuracy"
     prompt_suffix = SHORT_ANSWER
+    protocols = ("paper", "official")
+    scorer_version = 2  # 2: the paper protocol; Python 2 rounding and lowercasing of vqaEval.py
 
     def load(self, path: str | os.PathLike) -> list[BenchItem]:
         folder = Path(path)
@@ -71,7 +75,7 @@ class VQAv2(Benchmark):
             for it in items
         ]
         mode = {"error": "error", "wrong": "zero", "skip": "skip"}[missing]
-        s = score_vqa(preds, qas, missing=mode)  # type: ignore[arg-type]
+        s = score_vqa(preds, qas, missing=mode, protocol=self.active_protocol)  # type: ignore[arg-type]
         return self.result(
             overall=s.overall,
             per_category=s.per_answer_type,
