@@ -199,6 +199,10 @@ def test_example_predictions_are_right_and_wrong_by_the_scorer(report_dir):
     assert len(pope.right) == 2 and len(pope.wrong) == 2
     assert all(e.answers == ["yes"] for e in pope.right) and all(e.answers == ["no"] for e in pope.wrong)
     assert all(e.thumb.uri.startswith("data:image/jpeg;base64,") for e in pope.right + pope.wrong)
+    # Always "no": right on the items labelled no (POPE's overall F1 would call a lone right "no" wrong).
+    no = eval_examples(tmp / "ev_no", json.loads((tmp / "ev_no" / "results.json").read_text()), k=2)
+    no_pope = next(e for e in no if e.bench == "pope")
+    assert len(no_pope.right) == 2 and all(e.answers == ["no"] for e in no_pope.right)
     again = eval_examples(tmp / "ev_yes", results, k=2, seed=0)
     assert [e.item_id for e in again[0].right] == [e.item_id for e in exs[again[0].bench].right]  # seeded
 

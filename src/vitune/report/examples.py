@@ -102,8 +102,11 @@ def item_score(bench: Any, item: Any, pred: str, per_item: Mapping[str, Any]) ->
     except (ValueError, KeyError, ZeroDivisionError, TypeError) as e:
         log.info("%s %s: no single-item score (%s)", bench.name, item.item_id, e)
         return None
-    v = s.get("accuracy", s.get("overall"))  # POPE's overall is an F1, meaningless for one item
-    return float(v) if isinstance(v, int | float) else None
+    # An accuracy where the scorer gives one: POPE's overall is an F1, which is 0 for a lone
+    # correct "no" (no true positives), while its per-split accuracy is the item's verdict.
+    cats = [c for c in (s.get("per_category") or {}).values() if isinstance(c, Mapping)]
+    v = s.get("accuracy", cats[0].get("accuracy", s.get("overall")) if len(cats) == 1 else s.get("overall"))
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
 
 def bench_examples(run_dir: Path, name: str, entry: Mapping[str, Any], *, k: int, seed: int) -> BenchExamples:
