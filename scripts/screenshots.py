@@ -74,7 +74,9 @@ def demo(work: Path) -> tuple[Path, Path]:
     world, data = work / "world", work / "data"
     generate_world(world, 120, seed=0, workers=1)
     images = WorldLayout(world).image_root
-    build_to_dir(load_world(world, "train", Ledger(), extras=True), TASKS, data, cap=60, seed=0, image_root=images)
+    build_to_dir(
+        load_world(world, "train", Ledger(), extras=True), TASKS, data, cap=60, seed=0, image_root=images
+    )
     _, gallery = write_dataset_card(data)
     recipe = work / "mix.yaml"
     recipe.write_text(
@@ -147,7 +149,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("docs/img"))
     ap.add_argument("--work", type=Path, default=Path("/tmp/vitune-shots"))
     ap.add_argument("--quickstart", type=Path, help="a finished `vitune quickstart` work folder")
-    ap.add_argument("--pages", type=Path, nargs=2, metavar=("REPORT_HTML", "GALLERY_HTML"), help="existing pages")
+    ap.add_argument(
+        "--pages", type=Path, nargs=2, metavar=("REPORT_HTML", "GALLERY_HTML"), help="existing pages"
+    )
     a = ap.parse_args()
     if a.quickstart:
         report, gallery = a.quickstart / "report" / "report.html", a.quickstart / "data" / "gallery.html"
@@ -160,7 +164,11 @@ def main() -> None:
         [
             (report, "training", a.out / "report_training.png"),
             (report, "evaluation", a.out / "report_evaluation.png"),
-            (report, "examples-seed0" if not a.quickstart else "examples-world benchmarks", a.out / "report_examples.png"),
+            (
+                report,
+                "examples-seed0" if not a.quickstart else "examples-world benchmarks",
+                a.out / "report_examples.png",
+            ),
             (gallery, None, a.out / "card_counts.png"),
             (gallery, "task-refcoco_grounding", a.out / "card_gallery.png"),
         ]

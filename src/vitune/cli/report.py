@@ -101,7 +101,8 @@ def report(
 def data_card(
     folder: Annotated[Path, typer.Argument(help="A `vitune build`, `synth` or `curate` output folder.")],
     image_root: Annotated[
-        Path | None, typer.Option(help="Folder the image paths are relative to (default: from the folder's files).")
+        Path | None,
+        typer.Option(help="Folder the image paths are relative to (default: from the folder's files)."),
     ] = None,
     samples: Annotated[int, typer.Option(min=0, help="Sample cards per task in the gallery.")] = 4,
     seed: Annotated[int, typer.Option(help="Seed of the sample choice.")] = 0,

@@ -331,7 +331,9 @@ def write_quickstart_report(cfg: QuickstartConfig) -> Path:
     from vitune.report.card import write_dataset_card
     from vitune.report.collect import read_multiround
 
-    write_dataset_card(cfg.work / "data", image_root=WorldLayout(cfg.work / "world").image_root, seed=cfg.seed)
+    write_dataset_card(
+        cfg.work / "data", image_root=WorldLayout(cfg.work / "world").image_root, seed=cfg.seed
+    )
     bench = cfg.work / "bench" / "results"
     evals = {"world benchmarks": load_results(bench)} if (bench / "results.json").exists() else None
     mr = cfg.work / "multiround" / "multiround_results.json"
