@@ -220,6 +220,16 @@ def test_report_refuses_bad_arguments(tmp_path):
     assert res.exit_code != 0 and "not a training run" in _said(res)
     res = runner.invoke(app, ["report", "--out", str(tmp_path / "r"), "--eval", "nofolder"])
     assert res.exit_code != 0 and "NAME=FOLDER" in _said(res)
+    res = runner.invoke(app, ["report", "--out", str(tmp_path / "r"), "--lab", f"x={tmp_path / 'nope'}"])
+    assert res.exit_code == 2 and "does not exist" in _said(res)
+    res = runner.invoke(app, ["report", "--out", str(tmp_path / "r"), "--lab", f"x={tmp_path}"])
+    assert res.exit_code == 2 and "no results.json or results.md" in _said(res)
+    res = runner.invoke(app, ["report", "--out", str(tmp_path / "r"), "--multiround", f"m={tmp_path}"])
+    assert res.exit_code == 2 and "multiround_results.json" in _said(res)
+    res = runner.invoke(
+        app, ["report", "--out", str(tmp_path / "r"), "--eval", f"a={tmp_path}", "--eval", f"a={tmp_path}"]
+    )
+    assert res.exit_code == 2 and "given twice" in _said(res)
     (tmp_path / "run" / "stages" / "s").mkdir(parents=True)
     (tmp_path / "run" / "stages" / "s" / "summary.json").write_text("{broken")
     res = runner.invoke(app, ["report", "--out", str(tmp_path / "r"), "--train", str(tmp_path / "run")])

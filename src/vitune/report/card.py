@@ -199,13 +199,14 @@ def _table(cols: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
     return markdown_table(cols, [tuple(str(c) for c in r) for r in rows])
 
 
-def card_markdown(folder: Path, src: Source, st: CardStats) -> str:
-    """The README.md text: YAML metadata, then counts, lengths and the ledger's reasons."""
+def card_markdown(src: Source, st: CardStats) -> str:
+    """The README.md text: YAML metadata, then counts, lengths and the ledger's reasons (nothing
+    that depends on the folder's name, so the same data gives the same bytes wherever it is)."""
     parts = [
         yaml_header(src, st),
-        f"# {folder.name}: a vitune {src.kind} output",
+        f"# A vitune {src.kind} output",
         f"{st.count:,} instances in {len(st.tasks)} tasks, written by `vitune {src.kind}`. Data: "
-        f'`{src.data_files}` (`datasets.load_dataset("{folder.name}")` reads it). Samples with their '
+        f"`{src.data_files}` (`datasets.load_dataset(DIR)` reads it, DIR being this folder). Samples with their "
         f"images: [{GALLERY_FILE}]({GALLERY_FILE}).",
         "## Tasks\n\n"
         + _table(
@@ -276,13 +277,13 @@ def write_dataset_card(
     src = detect(d, image_root)
     st = collect(src, k=samples, seed=seed)
     card = d / CARD_FILE
-    write_text(card, card_markdown(d, src, st))
+    write_text(card, card_markdown(src, st))
     lengths = histogram(
         "lengths", bin_labels(), {"instruction": st.instruction_words, "answer": st.answer_words}
     )
     html = render_page(
         "card.html.j2",
-        title=f"{d.name}: dataset card",
+        title=f"vitune {src.kind} output: dataset card",
         kind=src.kind,
         st=st,
         data_files=src.data_files,
