@@ -80,6 +80,10 @@ def report_dir(tiny_world, tmp_path_factory):
 
     paths = _eval(tmp, "ev_yes", "yes")
     _eval(tmp, "ev_no", "no")
+    # Fields a newer scorer may add to a benchmark's results: shown as they are, whatever they are.
+    res_no = json.loads((tmp / "ev_no" / "results.json").read_text())
+    res_no["benchmarks"]["pope"].update(protocol="official", n_unparsable=3)
+    (tmp / "ev_no" / "results.json").write_text(json.dumps(res_no))
     run_multiround_benchmarks(
         tmp / "run" / "stages" / "stage1" / "model",
         [BenchSpec("vqav2", paths["vqav2"])],
@@ -167,7 +171,16 @@ def test_report_html_loads_in_chromium_with_the_files_numbers(report_dir):
     tmp = report_dir
     page = view_page(
         tmp / "rep" / "report.html",
-        ("data-score", "data-delta", "data-col", "data-kept", "data-empty", "data-examples"),
+        (
+            "data-score",
+            "data-delta",
+            "data-col",
+            "data-kept",
+            "data-empty",
+            "data-examples",
+            "data-detail",
+            "data-scorer",
+        ),
     )
     assert page.errors == [] and page.broken_images == []
     assert all(u.startswith(("file:", "data:")) for u in page.requests)  # nothing from a network
@@ -183,6 +196,13 @@ def test_report_html_loads_in_chromium_with_the_files_numbers(report_dir):
     )
     assert page.text["data-delta=no/pope/overall"] == f"{b['overall'] - a['overall']:+.2f}"
     assert page.text["data-kept=01-dedup_exact"] == "7"
+    n_items = json.loads((tmp / "ev_yes" / "results.json").read_text())["benchmarks"]["pope"]["n_items"]
+    assert page.text["data-detail=yes/pope/n_items"] == str(n_items)
+    assert (
+        page.text["data-detail=no/pope/protocol"] == "official"
+        and page.text["data-detail=yes/pope/protocol"] == ""
+    )
+    assert page.text["data-scorer=no/pope/n_unparsable"] == "3"  # the scorer's count, next to the empty share
     # Example predictions: the empty count is that of predictions.json ("yes" is never empty).
     preds = json.loads((tmp / "ev_yes" / "pope" / "predictions.json").read_text())
     assert page.text["data-empty=yes/pope"] == "0" and page.text["data-examples=yes/pope"].startswith(

@@ -59,8 +59,25 @@ def eval_tables(evals: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
                 cells.append({"run": n, "score": _fmt(v), "delta": delta, "cls": cls})
             n_items = next((c for _, _, c in scores if c is not None), None)
             rows.append({"category": cat, "n": "" if n_items is None else n_items, "cells": cells})
-        out.append({"bench": bench, "metric": ref.get("metric", ""), "rows": rows})
+        out.append({"bench": bench, "metric": ref.get("metric", ""), "rows": rows, "details": details(per)})
     return out
+
+
+# results.json fields of a benchmark that the score table already shows (or that are paths).
+SHOWN = {"name", "path", "image_root", "metric", "higher_is_better", "overall", "n", "per_category", "extra"}
+
+
+def details(per: Mapping[str, Mapping[str, Any] | None]) -> list[tuple[str, list[str]]]:
+    """Every other scalar a run's results.json has for the benchmark (the scorer's extras, a
+    protocol, answer counts...), one row per field with each run's value, whatever the scorer adds."""
+    keys: list[str] = []
+    vals: dict[str, dict[str, Any]] = {}
+    for run, b in per.items():
+        flat = {k: v for k, v in (b or {}).items() if k not in SHOWN}
+        flat.update((b or {}).get("extra") or {})
+        vals[run] = {k: v for k, v in flat.items() if _scalar(v)}
+        keys += [k for k in vals[run] if k not in keys]
+    return [(k, [_cell(vals[run].get(k)) for run in per]) for k in keys]
 
 
 def _scalar(v: Any) -> bool:
