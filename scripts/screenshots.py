@@ -164,11 +164,7 @@ def main() -> None:
         [
             (report, "training", a.out / "report_training.png"),
             (report, "evaluation", a.out / "report_evaluation.png"),
-            (
-                report,
-                "examples-seed0" if not a.quickstart else "examples-world benchmarks",
-                a.out / "report_examples.png",
-            ),
+            (report, "examples-1", a.out / "report_examples.png"),
             (gallery, None, a.out / "card_counts.png"),
             (gallery, "task-refcoco_grounding", a.out / "card_gallery.png"),
         ]
