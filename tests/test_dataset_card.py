@@ -159,3 +159,8 @@ def test_synth_and_curate_cards(world, built, tmp_path):
 def test_data_card_refuses_other_folders(tmp_path):
     res = CliRunner().invoke(app, ["data", "card", str(tmp_path)])
     assert res.exit_code == 2 and "not a build, synth or curate output" in _said(res)
+    (tmp_path / "b" / "instances").mkdir(parents=True)
+    (tmp_path / "b" / "instances" / "manifest.json").write_text('{"shards": []}')
+    (tmp_path / "b" / "rejected.jsonl").write_text('{"stage": "x", "reason": "y"}\n{torn\n')
+    res = CliRunner().invoke(app, ["data", "card", str(tmp_path / "b")])
+    assert res.exit_code == 2 and "rejected.jsonl: line 2 is not valid JSON" in _said(res)

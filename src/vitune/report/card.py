@@ -160,10 +160,14 @@ def collect(src: Source, *, k: int = 4, seed: int = 0) -> CardStats:
                 bucket[j] = Sample(inst, cat)
     if src.ledger is not None:
         with open(src.ledger, encoding="utf-8") as fh:
-            for line in fh:
-                if line.strip():
+            for n, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
                     row = json.loads(line)
-                    st.ledger[f"{row.get('stage', '')}: {row.get('reason', '')}"] += 1
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{src.ledger}: line {n} is not valid JSON ({e.msg})") from None
+                st.ledger[f"{row.get('stage', '')}: {row.get('reason', '')}"] += 1
     return st
 
 
