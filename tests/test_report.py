@@ -254,3 +254,22 @@ def test_report_refuses_bad_arguments(tmp_path):
     (tmp_path / "run" / "stages" / "s" / "summary.json").write_text("{broken")
     res = runner.invoke(app, ["report", "--out", str(tmp_path / "r"), "--train", str(tmp_path / "run")])
     assert res.exit_code != 0 and "summary.json" in _said(res) and "not valid JSON" in _said(res)
+
+
+def test_lab_results_of_any_shape_become_tables():
+    from vitune.report.page import lab_tables
+
+    tables = lab_tables(
+        {"best": "b", "score": 0.5, "runs": [{"lr": 1e-3, "acc": 41.5}, {"lr": 5e-4, "f1": 2}]}
+    )
+    assert tables[0] == ("results", ("key", "value"), [("best", "b"), ("score", "0.5")])
+    # Records keep every column any record has; a missing cell stays empty.
+    assert tables[1] == ("results.runs", ("lr", "acc", "f1"), [("0.001", "41.5", ""), ("0.0005", "", "2")])
+    assert lab_tables([1, 2]) == [("results", ("value",), [("1",), ("2",)])]
+
+
+def test_boxes_are_read_only_when_well_formed():
+    from vitune.report.assets import normalized_boxes
+
+    text = "a [0.1, 0.2, 0.5, 0.6] b [0.5, 0.2, 0.1, 0.6] c [1, 2, 3, 4] d [0.1,0.2,0.5,0.6] e [0, 0, 1.0, 1]"
+    assert normalized_boxes([text]) == [(0.1, 0.2, 0.5, 0.6), (0.0, 0.0, 1.0, 1.0)]
