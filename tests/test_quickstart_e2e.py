@@ -134,7 +134,13 @@ def test_report_page(run):
         assert f"| {name} | done |" in md and f"| {st['first_loss']:.3f} | {st['last_loss']:.3f} |" in md
     vqa = out["bench"]["benchmarks"]["vqav2"]["overall"]
     assert "| vqav2 | overall | vqa_accuracy |" in md and f"{vqa:.2f}" in md
-    assert (cfg.work / "report" / "loss_curves.png").stat().st_size > 10_000
+    assert (cfg.work / "report" / "training_curves.png").stat().st_size > 10_000
+    html = (cfg.work / "report" / "report.html").read_text()
+    assert f'data-score="world benchmarks/vqav2/overall">{vqa:.2f}<' in html
+    # The build's dataset card: HF metadata pointing at the shards, and the gallery beside it.
+    card = (cfg.work / "data" / "README.md").read_text()
+    assert "path: instances/data/*.parquet" in card and f"{out['build']['instances']:,} instances" in card
+    assert (cfg.work / "data" / "gallery.html").stat().st_size > 10_000
 
 
 @pytest.mark.parametrize(

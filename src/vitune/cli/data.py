@@ -262,3 +262,6 @@ def build(
         f"{manifest['records']} images -> {manifest['count']} instances in {len(sel.tasks)} tasks; "
         f"{len(ledger)} rejected (see {out / 'rejected.jsonl'})"
     )
+    from vitune.report.card import write_dataset_card
+
+    console.print("dataset card: {} and {}".format(*write_dataset_card(out)))

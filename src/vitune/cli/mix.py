@@ -64,6 +64,9 @@ def curate(
         table.add_row(str(st["step"]), str(st["in"]), str(st["kept"]), str(st["removed"]), reasons)
     console.print(table)
     console.print(f"{summary['final']['count']} instances -> {out}")
+    from vitune.report.card import write_dataset_card
+
+    console.print("dataset card: {} and {}".format(*write_dataset_card(out)))
 
 
 @app.command()
@@ -214,6 +217,11 @@ def synth(
         )
     summary.pop("items", None)
     console.print_json(data=summary)
+    from vitune.report.card import write_dataset_card
+    from vitune.world.layout import WorldLayout
+
+    root = image_root if world_dir is None else WorldLayout(world_dir).image_root
+    console.print("dataset card: {} and {}".format(*write_dataset_card(out, image_root=root)))
 
 
 def _show_prompt(records, generator, image_id: str) -> None:

@@ -491,6 +491,8 @@ def curate(
             "final": {"count": len(order), **pool.counts(idx)},
             "removed_total": ledger.total,
             "removed_by_stage": dict(sorted(ledger.by_stage.items())),
+            # Where each input's image paths resolve: the dataset card's gallery reads thumbnails there.
+            "image_roots": {i.name: i.image_root for i in recipe.inputs if i.image_root is not None},
         }
         write_instance_set(
             _final(pool, order),

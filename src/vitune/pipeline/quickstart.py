@@ -321,21 +321,33 @@ def config_dict(cfg: QuickstartConfig) -> dict[str, Any]:
 
 
 def write_quickstart_report(cfg: QuickstartConfig) -> Path:
-    """report/report.md: the training stages with loss curves and the world benchmark table.
+    """report/report.md and report/report.html: the training stages with loss and lr curves, the
+    world benchmark table with example predictions, the multi-round comparison; and the dataset
+    card of the build (data/README.md, data/gallery.html).
 
-    Rewritten on every run (it only reads what the steps wrote, in a second)."""
+    Rewritten on every run (it only reads what the steps wrote, in seconds)."""
     from vitune.eval.runner import load_results
     from vitune.report import read_train_run, write_report
+    from vitune.report.card import write_dataset_card
+    from vitune.report.collect import read_multiround
 
+    write_dataset_card(
+        cfg.work / "data", image_root=WorldLayout(cfg.work / "world").image_root, seed=cfg.seed
+    )
     bench = cfg.work / "bench" / "results"
     evals = {"world benchmarks": load_results(bench)} if (bench / "results.json").exists() else None
-    sources = [str(cfg.work / "train"), *([str(bench)] if evals else [])]
+    mr = cfg.work / "multiround" / "multiround_results.json"
+    rounds = {"world vqav2": read_multiround(mr)} if mr.exists() else None
+    sources = [str(cfg.work / "train"), *([str(bench)] if evals else []), *([str(mr)] if rounds else [])]
     return write_report(
         cfg.work / "report",
-        train=read_train_run(cfg.work / "train"),
+        train={"quickstart": read_train_run(cfg.work / "train")},
         evals=evals,
+        eval_dirs={"world benchmarks": bench} if evals else None,
+        multiround=rounds,
         sources=sources,
         title="vitune quickstart",
+        seed=cfg.seed,
     )
 
 

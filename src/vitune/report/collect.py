@@ -104,3 +104,39 @@ def read_curation(out_dir: str | os.PathLike) -> dict[str, Any]:
     if not p.exists():
         raise FileNotFoundError(f"{p}: no curation summary (curation.json)")
     return _json(p)
+
+
+def read_multiround(path: str | os.PathLike) -> dict[str, Any]:
+    """`multiround_results.json` of a `vitune eval multiround` folder (or the file itself)."""
+    p = Path(path)
+    p = p / "multiround_results.json" if p.is_dir() else p
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: no multi-round results (multiround_results.json)")
+    data = _json(p)
+    if not isinstance(data, dict) or not isinstance(data.get("scores"), dict):
+        raise ValueError(f"{p}: not multi-round results (no 'scores' object)")
+    return data
+
+
+@dataclass
+class LabResult:
+    """A `vitune lab` output folder, read generically: its results.json and/or results.md."""
+
+    path: Path
+    results: Any = None
+    markdown: str = ""
+
+
+def read_lab(path: str | os.PathLike) -> LabResult:
+    """The results of a lab folder (`results.json`, `results.md`: at least one of them)."""
+    p = Path(path)
+    if not p.is_dir():
+        raise FileNotFoundError(f"{p}: not a folder (a lab result folder holds results.json / results.md)")
+    js, md = p / "results.json", p / "results.md"
+    if not js.exists() and not md.exists():
+        raise FileNotFoundError(f"{p}: no results.json or results.md")
+    return LabResult(
+        p,
+        results=_json(js) if js.exists() else None,
+        markdown=md.read_text(encoding="utf-8") if md.exists() else "",
+    )

@@ -1,45 +1,118 @@
-"""Training figures: loss (and learning rate) per optimizer step, one panel per stage.
+"""Report figures: training curves, per-category evaluation bars, length histograms.
 
 matplotlib with the Agg backend (no display needed); PNGs are written without the metadata that
-names the matplotlib version and creation time, so the same run gives the same bytes.
+names the matplotlib version and creation time (`assets.figure_png`), so the same inputs give the
+same bytes. Every function returns PNG bytes (or None when there is nothing to draw); the
+Markdown page saves them beside it and the HTML page inlines them.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+from vitune.report.assets import figure_png
 from vitune.report.collect import TrainRun
-from vitune.utils.atomic import atomic_open
+
+RUN_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
 
 
-def loss_curves(run: TrainRun, path: str | os.PathLike) -> Path | None:
-    """Loss and lr per step for every stage that logged metrics; None when none did."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    stages = [s for s in run.stages if s.metrics]
-    if not stages:
+    return plt
+
+
+def training_curves(runs: Mapping[str, TrainRun]) -> bytes | None:
+    """Loss (top row) and learning rate (bottom row) per optimizer step, one column per stage name,
+    every run in its own colour, so runs are compared stage by stage; None when no stage logged."""
+    names: list[str] = []
+    for run in runs.values():
+        names += [s.name for s in run.stages if s.metrics and s.name not in names]
+    if not names:
         return None
-    fig, axes = plt.subplots(1, len(stages), figsize=(4.2 * len(stages), 3.2), squeeze=False)
-    for ax, st in zip(axes[0], stages, strict=True):
-        steps = [m["step"] for m in st.metrics]
-        ax.plot(steps, [m["loss"] for m in st.metrics], color="tab:blue", linewidth=1.2)
-        ax.set_title(st.name + ("" if st.finished else " (unfinished)"), fontsize=10)
-        ax.set_xlabel("optimizer step")
-        ax.set_ylabel("loss", color="tab:blue")
-        ax.grid(alpha=0.3)
-        if any("lr" in m for m in st.metrics):
-            lr = ax.twinx()
-            lr.plot(steps, [m.get("lr", float("nan")) for m in st.metrics], color="tab:orange", linewidth=0.8)
-            lr.set_ylabel("lr", color="tab:orange")
-            lr.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
-    fig.suptitle(f"{run.recipe}: training loss", fontsize=11)
+    plt = _pyplot()
+    fig, axes = plt.subplots(
+        2, len(names), figsize=(4.2 * len(names), 5.6), squeeze=False, sharex="col", height_ratios=(3, 2)
+    )
+    for col, name in enumerate(names):
+        loss_ax, lr_ax = axes[0][col], axes[1][col]
+        for i, (label, run) in enumerate(runs.items()):
+            st = next((s for s in run.stages if s.name == name and s.metrics), None)
+            if st is None:
+                continue
+            steps = [m["step"] for m in st.metrics]
+            color = RUN_COLORS[i % len(RUN_COLORS)]
+            tag = label + ("" if st.finished else " (unfinished)")
+            loss_ax.plot(
+                steps, [m.get("loss", float("nan")) for m in st.metrics], color=color, lw=1.2, label=tag
+            )
+            lr_ax.plot(steps, [m.get("lr", float("nan")) for m in st.metrics], color=color, lw=1.0)
+        loss_ax.set_title(name, fontsize=10)
+        loss_ax.set_ylabel("loss")
+        loss_ax.grid(alpha=0.3)
+        loss_ax.legend(fontsize=7)
+        lr_ax.set_xlabel("optimizer step")
+        lr_ax.set_ylabel("lr")
+        lr_ax.grid(alpha=0.3)
+        lr_ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
     fig.tight_layout()
-    path = Path(path)
-    with atomic_open(path, "wb", encoding=None) as fh:
-        fig.savefig(fh, format="png", dpi=100, metadata={"Software": None})
+    data = figure_png(fig)
     plt.close(fig)
-    return path
+    return data
+
+
+def category_bars(bench: str, runs: Mapping[str, Mapping[str, Any]]) -> bytes | None:
+    """Grouped bars: one group per category of `bench` (overall first), one bar per run."""
+    present = {n: r["benchmarks"][bench] for n, r in runs.items() if bench in r.get("benchmarks", {})}
+    if not present:
+        return None
+    cats: list[str] = []
+    for b in present.values():
+        cats += [c for c in b.get("per_category", {}) if c not in cats]
+    labels = ["overall", *cats]
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * len(labels) * len(present) + 1.5), 3.0))
+    width = 0.8 / len(present)
+    for i, (name, b) in enumerate(present.items()):
+        vals = [b.get("overall")] + [(b.get("per_category", {}).get(c) or {}).get("score") for c in cats]
+        xs = [k + (i - (len(present) - 1) / 2) * width for k in range(len(labels))]
+        ax.bar(
+            xs,
+            [float("nan") if v is None else v for v in vals],
+            width,
+            label=name,
+            color=RUN_COLORS[i % len(RUN_COLORS)],
+        )
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(next(iter(present.values())).get("metric", "score"))
+    ax.set_title(bench, fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    data = figure_png(fig)
+    plt.close(fig)
+    return data
+
+
+def histogram(title: str, bins: Sequence[str], series: Mapping[str, Sequence[int]]) -> bytes:
+    """Bars of counts per bin label, one colour per series (e.g. instruction and answer words)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.0, 2.6))
+    width = 0.8 / max(1, len(series))
+    for i, (name, counts) in enumerate(series.items()):
+        xs = [k + (i - (len(series) - 1) / 2) * width for k in range(len(bins))]
+        ax.bar(xs, counts, width, label=name, color=RUN_COLORS[i % len(RUN_COLORS)])
+    ax.set_xticks(range(len(bins)), bins, fontsize=8)
+    ax.set_xlabel("words")
+    ax.set_ylabel("instances")
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    data = figure_png(fig)
+    plt.close(fig)
+    return data
