@@ -82,7 +82,7 @@ def report_dir(tiny_world, tmp_path_factory):
     _eval(tmp, "ev_no", "no")
     # Fields a newer scorer may add to a benchmark's results: shown as they are, whatever they are.
     res_no = json.loads((tmp / "ev_no" / "results.json").read_text())
-    res_no["benchmarks"]["pope"].update(protocol="official", n_unparsable=3)
+    res_no["benchmarks"]["pope"].update(fancy_field="x42", n_unparsable=3)
     (tmp / "ev_no" / "results.json").write_text(json.dumps(res_no))
     run_multiround_benchmarks(
         tmp / "run" / "stages" / "stage1" / "model",
@@ -199,9 +199,12 @@ def test_report_html_loads_in_chromium_with_the_files_numbers(report_dir):
     n_items = json.loads((tmp / "ev_yes" / "results.json").read_text())["benchmarks"]["pope"]["n_items"]
     assert page.text["data-detail=yes/pope/n_items"] == str(n_items)
     assert (
-        page.text["data-detail=no/pope/protocol"] == "official"
-        and page.text["data-detail=yes/pope/protocol"] == ""
+        page.text["data-detail=no/pope/fancy_field"] == "x42"
+        and page.text["data-detail=yes/pope/fancy_field"] == ""
     )
+    for run in ("yes", "no"):  # the scoring protocol every result names
+        res = json.loads((tmp / f"ev_{run}" / "results.json").read_text())["benchmarks"]["pope"]
+        assert page.text[f"data-detail={run}/pope/protocol"] == res["protocol"] == "official"
     assert page.text["data-scorer=no/pope/n_unparsable"] == "3"  # the scorer's count, next to the empty share
     # Example predictions: the empty count is that of predictions.json ("yes" is never empty).
     preds = json.loads((tmp / "ev_yes" / "pope" / "predictions.json").read_text())
