@@ -1,6 +1,8 @@
 """`vitune eval`: run registered benchmarks on a saved model, compare two runs, list the benchmarks.
 
     vitune eval --model CKPT --bench pope=data/pope --bench mme=data/MME --out runs/ckpt
+    vitune eval --api-url http://127.0.0.1:8000/v1 --api-model NAME --bench pope=data/pope --out runs/x
+    accelerate launch --config_file configs/accelerate/cpu-2proc.yaml -m vitune.cli eval --model CKPT ...
     vitune eval --model CKPT --bench mm_vet=data/mm-vet --judge-base-url URL --judge-model M \
         --judge-runs 5 --out runs/ckpt
     vitune eval compare runs/base runs/tuned
@@ -35,7 +37,26 @@ app.add_typer(eval_app, name="eval")
 @eval_app.callback(invoke_without_command=True)
 def eval_run(
     ctx: typer.Context,
-    model: Annotated[Path | None, typer.Option(help="Saved model folder (plain transformers Llava).")] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            help="Saved model folder: a vitune/LLaVA export or any registered Hugging Face VLM family "
+            "(Qwen2-VL, Qwen2.5-VL, LLaVA-NeXT/OneVision, Idefics3, SmolVLM, Gemma 3), detected from its config."
+        ),
+    ] = None,
+    api_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Instead of --model: an OpenAI-compatible server (vLLM, SGLang, vitune serve), e.g. http://HOST:8000/v1."
+        ),
+    ] = None,
+    api_model: Annotated[
+        str | None, typer.Option(help="The served model's name (--api-url); it is in every cache key.")
+    ] = None,
+    api_key_env: Annotated[
+        str, typer.Option(help="Environment variable holding the server's API key (none sent if unset).")
+    ] = "OPENAI_API_KEY",
+    api_concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight at once (--api-url).")] = 8,
     bench: Annotated[
         list[str] | None,
         typer.Option(
@@ -79,16 +100,19 @@ def eval_run(
 ) -> None:
     """Run benchmarks on a model (or use a sub-command)."""
     if ctx.invoked_subcommand is not None:
-        if model is not None or bench:
+        if model is not None or api_url is not None or bench:
             raise typer.BadParameter(
                 "run options go without a sub-command: vitune eval --model ... --bench ..."
             )
         return
-    if model is None and not bench:
+    if model is None and api_url is None and not bench:
         console.print(ctx.get_help())
         raise typer.Exit()
-    if model is None or not bench or out is None:
-        raise typer.BadParameter("--model, --bench and --out are all needed to run benchmarks")
+    if (model is None) == (api_url is None) or not bench or out is None:
+        raise typer.BadParameter(
+            "one of --model and --api-url (with --api-model), plus --bench and --out, are needed to run benchmarks"
+        )
+    source = _model_source(model, api_url, api_model, api_key_env, api_concurrency, max_new_tokens)
 
     from vitune.eval.runner import BenchSpec, parse_bench, results_table, run_benchmarks
 
@@ -119,6 +143,7 @@ def eval_run(
         specs,
         out,
         model_dir=model,
+        source=source,
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
         limit=limit,
@@ -126,10 +151,47 @@ def eval_run(
         cache_path=cache,
         judge_factory=make_judge,
     )
-    console.print(results_table(results, title=f"{model.name}: benchmark results"))
+    if not results["benchmarks"]:  # a data-parallel process other than 0: process 0 reports
+        return
+    name = model.name if model is not None else api_model
+    console.print(results_table(results, title=f"{name}: benchmark results"))
     _print_judge_runs(results, out)
     _warn_missing(results)
     console.print(f"results: {out / 'results.json'}  {out / 'results.md'}")
+
+
+def _model_source(
+    model: Path | None,
+    api_url: str | None,
+    api_model: str | None,
+    key_env: str,
+    concurrency: int,
+    max_new: int,
+):
+    """The `vitune.models` source the options name; bad options are a usage error (exit 2)."""
+    from vitune.models import api_source
+
+    if api_url is None:
+        _check_model(model)
+        return None  # the runner builds the local source (its device depends on the process)
+    if not api_model:
+        raise typer.BadParameter("--api-url needs --api-model (the served model's name)")
+    try:
+        return api_source(
+            api_url, api_model, api_key_env=key_env, concurrency=concurrency, max_new_tokens=max_new
+        )
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+
+
+def _check_model(model: Path | None) -> None:
+    """A folder whose config names a registered model family, or a usage error (exit 2)."""
+    from vitune.models import detect_family
+
+    try:
+        detect_family(model)  # type: ignore[arg-type]
+    except (FileNotFoundError, ValueError) as e:
+        raise typer.BadParameter(str(e)) from None
 
 
 def _pair(text: str) -> tuple[str, str]:

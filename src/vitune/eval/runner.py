@@ -37,36 +37,20 @@ from typing import Any
 
 from vitune import __version__
 from vitune.eval.benchmarks import BenchItem, Benchmark, get_benchmark, to_gen_item
+from vitune.eval.parallel import Ranks, current_ranks, leftover_rank_files, merge_rank_files, rank_file
+from vitune.models.base import MODEL_FILES, AnswerFn, ModelSource, model_fingerprint
+from vitune.models.sources import generation_params, local_source
 from vitune.train.templates import saved_template
 from vitune.utils.atomic import write_json, write_text
-from vitune.utils.hashing import derive_seed, dir_fingerprint
+from vitune.utils.hashing import derive_seed
 
 log = logging.getLogger(__name__)
 
 CACHE_FILE = "responses.jsonl"
 RESULTS_FILE = "results.json"
 MARKDOWN_FILE = "results.md"
-# Every file of a saved checkpoint that changes what it answers (weights, configs, tokenizer, processor).
-MODEL_FILES = (
-    "*.safetensors",
-    "*.bin",
-    "config.json",
-    "generation_config.json",
-    "tokenizer*.json",
-    "special_tokens_map.json",
-    "preprocessor_config.json",
-    "processor_config.json",
-    "chat_template*",
-)
-# Anything that answers GenItems in order: a `Generator`, or a stub in tests.
-AnswerFn = Callable[[Sequence[Any]], list[str]]
-
-
-def model_fingerprint(model_dir: str | os.PathLike) -> str:
-    path = Path(model_dir)
-    if not (path / "config.json").exists():
-        raise FileNotFoundError(f"{model_dir}: not a saved model (no config.json)")
-    return dir_fingerprint(path, MODEL_FILES)
+# The model side (what answers, its fingerprint and generation params) lives in vitune.models.
+__all__ = ["MODEL_FILES", "AnswerFn", "generation_params", "model_fingerprint"]
 
 
 @dataclass(frozen=True)
@@ -91,20 +75,6 @@ def parse_bench(text: str) -> BenchSpec:
     if not sep or not name.strip() or not path.strip():
         raise ValueError(f"expected NAME=PATH, got {text!r}")
     return BenchSpec(name.strip(), Path(path.strip()))
-
-
-def generation_params(max_new_tokens: int, template: str = "vicuna_v1") -> dict[str, Any]:
-    """What `Generator` answers with, as it goes into the cache key and results.json."""
-    from vitune.train.templates import generation_prompt
-
-    return {
-        "template": template,
-        # The rendered template itself: an edit of the system prompt must not reuse old answers.
-        "template_text": generation_prompt(template, [("user", "{question}")], True),
-        "max_new_tokens": max_new_tokens,
-        "decoding": "greedy",
-        "dtype": "float32",
-    }
 
 
 def cache_key(
@@ -133,8 +103,10 @@ def image_ref(item: BenchItem, image_root: Path) -> str:
 class ResponseCache:
     """Append-only JSONL of answered items, keyed by `cache_key`; durable after every `append`."""
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, write_path: str | os.PathLike | None = None) -> None:
+        """`write_path`: where `append` writes, when not `path` (a data-parallel process's own file)."""
         self.path = Path(path)
+        self.write_path = Path(write_path) if write_path is not None else self.path
         self.responses: dict[str, str] = {}
         if self.path.exists():
             self._load()
@@ -172,8 +144,8 @@ class ResponseCache:
         rows = list(rows)
         if not rows:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as fh:
+        self.write_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.write_path.open("a", encoding="utf-8") as fh:
             for key, bench, item_id, response in rows:
                 row = {"key": key, "bench": bench, "item_id": item_id, "response": response}
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -290,8 +262,14 @@ def run_benchmark(
     limit: int | None = None,
     judge: Any = None,
     progress: Any = None,
-) -> dict[str, Any]:
-    """One benchmark: answer what the cache lacks, score, write `<out>/<name>/`; return its summary."""
+    ranks: Ranks | None = None,
+) -> dict[str, Any] | None:
+    """One benchmark: answer what the cache lacks, score, write `<out>/<name>/`; return its summary.
+
+    Under a data-parallel launch (`ranks`) this process answers its shard of the uncached items;
+    process 0 then merges the others' answers, scores and returns the summary, the others None.
+    """
+    ranks = ranks or Ranks()
     bench = get_benchmark(spec.name, **spec.options)
     items = select_items(bench, bench.load(spec.path), limit)
     ids = [it.item_id for it in items]
@@ -301,8 +279,9 @@ def run_benchmark(
     keys = [
         cache_key(model_id, spec.name, it.item_id, it.question, image_ref(it, root), params) for it in items
     ]
-    todo = [i for i, k in enumerate(keys) if k not in cache]
-    n_cached = len(items) - len(todo)
+    all_todo = [i for i, k in enumerate(keys) if k not in cache]
+    todo = ranks.shard(all_todo)
+    n_cached = len(items) - len(all_todo)
     log.info("%s: %d items, %d cached, %d to generate", spec.name, len(items), n_cached, len(todo))
     task = None
     if progress is not None:
@@ -317,6 +296,11 @@ def run_benchmark(
         if task is not None:
             progress.advance(task, len(chunk))
     gen_seconds = time.perf_counter() - t0
+    if ranks.world > 1:
+        ranks.barrier()  # every process's answers are on disk
+        if not ranks.is_main:
+            return None
+        merge_rank_files(cache)
 
     preds = {it.item_id: r for it, k in zip(items, keys, strict=True) if (r := cache.get(k)) is not None}
     # Every item was answered above; "wrong" makes any gap visible as n_missing instead of a crash.
@@ -336,11 +320,11 @@ def run_benchmark(
         scores,
         groups_per_category(bench, items),
         n_items=len(items),
-        n_generated=len(todo),
+        n_generated=len(all_todo),
         n_cached=n_cached,
         n_unanswered=n_missing,
         generation_seconds=round(gen_seconds, 3),
-        items_per_s=round(len(todo) / gen_seconds, 2) if todo and gen_seconds > 0 else None,
+        items_per_s=round(len(all_todo) / gen_seconds, 2) if all_todo and gen_seconds > 0 else None,
     )
 
 
@@ -351,6 +335,7 @@ def run_benchmarks(
     model_dir: str | os.PathLike | None = None,
     answer_fn: AnswerFn | None = None,
     model_id: str | None = None,
+    source: ModelSource | None = None,
     batch_size: int = 8,
     max_new_tokens: int = 32,
     limit: int | None = None,
@@ -362,12 +347,15 @@ def run_benchmarks(
 ) -> dict[str, Any]:
     """Run `specs` on one model; write results.json + results.md under `out_dir`; return the results.
 
-    Give `model_dir` (loaded with plain transformers only if something is not cached) or
-    `answer_fn` with a `model_id` naming what answers (it replaces the fingerprint in the cache key).
-    Answers are cached every `chunk_size` items (default: 8 batches).
+    Give `model_dir` (any registered model family, loaded only if something is not cached), a
+    `source` (`vitune.models`: a checkpoint or an OpenAI-compatible server), or `answer_fn` with a
+    `model_id` naming what answers (it replaces the fingerprint in the cache key).
+    Answers are cached every `chunk_size` items (default: 8 batches). Under `accelerate launch`
+    every process answers a shard and process 0 scores (`vitune.eval.parallel`); the others
+    return an empty `benchmarks` mapping.
     """
-    if (model_dir is None) == (answer_fn is None):
-        raise ValueError("give exactly one of model_dir and answer_fn")
+    if sum(x is not None for x in (model_dir, answer_fn, source)) != 1:
+        raise ValueError("give exactly one of model_dir, source and answer_fn")
     if answer_fn is not None and not model_id:
         raise ValueError("answer_fn needs a model_id (the cache key's model identity)")
     names = [s.name for s in specs]
@@ -375,14 +363,20 @@ def run_benchmarks(
         raise ValueError(f"a benchmark is given twice: {names}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    fingerprint = model_fingerprint(model_dir) if model_dir is not None else str(model_id)
-    template = saved_template(model_dir)
-    params = generation_params(max_new_tokens, template)
-    cache = ResponseCache(cache_path if cache_path is not None else out / CACHE_FILE)
+    ranks = current_ranks()
+    if model_dir is not None:
+        source = local_source(
+            model_dir, device=ranks.device(device), batch_size=batch_size, max_new_tokens=max_new_tokens
+        )
+    fingerprint = source.identity() if source is not None else str(model_id)
+    params = (
+        source.params() if source is not None else generation_params(max_new_tokens, saved_template(None))
+    )
+    cache = _open_cache(Path(cache_path) if cache_path is not None else out / CACHE_FILE, ranks)
 
     # Fail before any generation when a judged benchmark has no judge; build the judge only if needed.
     judge = None
-    if any(get_benchmark(s.name, **s.options).needs_judge for s in specs):
+    if ranks.is_main and any(get_benchmark(s.name, **s.options).needs_judge for s in specs):
         if judge_factory is None:
             raise ValueError(
                 "a benchmark needs an LLM judge: give judge options (--judge-base-url, --judge-model)"
@@ -394,23 +388,14 @@ def run_benchmarks(
     def get_answer_fn() -> AnswerFn:
         # The model is loaded at the first item the cache cannot answer, and once for all benchmarks.
         if not loaded:
-            from vitune.eval.generate import Generator
-
-            loaded.append(
-                Generator.from_dir(
-                    model_dir,
-                    device=device,
-                    batch_size=batch_size,
-                    max_new_tokens=max_new_tokens,
-                    template=template,
-                )  # type: ignore[arg-type]
-            )
+            assert source is not None
+            loaded.append(source.open())
         return loaded[0]
 
-    results = _previous_results(out, fingerprint, params, limit)
+    results = _previous_results(out, fingerprint, params, limit) if ranks.is_main else {"benchmarks": {}}
     results.update(
         {
-            "model": str(Path(model_dir).resolve()) if model_dir is not None else str(model_id),
+            "model": source.describe() if source is not None else str(model_id),
             "model_fingerprint": fingerprint,
             "params": params,
             "limit": limit,
@@ -418,7 +403,7 @@ def run_benchmarks(
         }
     )
     progress = None
-    if show_progress:
+    if show_progress and ranks.is_main:
         from vitune.utils.progress import make_progress
 
         progress = make_progress()
@@ -436,7 +421,10 @@ def run_benchmarks(
                 limit=limit,
                 judge=judge,
                 progress=progress,
+                ranks=ranks,
             )
+            if summary is None:  # a data-parallel process other than 0: it only answers
+                continue
             results["benchmarks"][spec.name] = summary
             # Written after each benchmark: a later failure keeps the finished ones' results.
             write_results(out, results)
@@ -446,6 +434,21 @@ def run_benchmarks(
         if judge is not None and hasattr(judge, "close"):
             judge.close()
     return results
+
+
+def _open_cache(path: Path, ranks: Ranks) -> ResponseCache:
+    """The response cache; under a data-parallel launch, process 0 first merges what the processes of
+    an earlier (killed) run left in rank files, and the others write to their own rank file."""
+    if ranks.world == 1 and not leftover_rank_files(path):
+        return ResponseCache(path)
+    if ranks.is_main:
+        cache = ResponseCache(path)
+        merge_rank_files(cache)
+    ranks.barrier()  # process 0's merge (and any cut of a partial row) is done before others read
+    if not ranks.is_main:
+        cache = ResponseCache(path, write_path=rank_file(path, ranks.rank))
+    ranks.barrier()  # everyone has read the cache before process 0 appends to it
+    return cache
 
 
 def _previous_results(
