@@ -300,7 +300,8 @@ def run_benchmark(
         ranks.barrier()  # every process's answers are on disk
         if not ranks.is_main:
             return None
-        merge_rank_files(cache)
+        n_merged = merge_rank_files(cache)
+        log.info("%s: %d of %d answers came from the other processes", spec.name, n_merged, len(all_todo))
 
     preds = {it.item_id: r for it, k in zip(items, keys, strict=True) if (r := cache.get(k)) is not None}
     # Every item was answered above; "wrong" makes any gap visible as n_missing instead of a crash.
@@ -322,6 +323,7 @@ def run_benchmark(
         n_items=len(items),
         n_generated=len(all_todo),
         n_cached=n_cached,
+        n_processes=ranks.world,
         n_unanswered=n_missing,
         generation_seconds=round(gen_seconds, 3),
         items_per_s=round(len(all_todo) / gen_seconds, 2) if all_todo and gen_seconds > 0 else None,
