@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,12 @@ from vitune.models.api import APIError, APIGenerator
 from vitune.serve import BackgroundServer, load_app
 from vitune.synth.fakeserver import FakeChatServer
 from vitune.world import generate_world
+
+
+def flat(output: str) -> str:
+    """CLI output as one line: rich wraps error panels at the terminal width, with box borders."""
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", output).split())
+
 
 SENTENCES = [
     "Is there a red circle in the image? yes",
@@ -175,8 +182,8 @@ def test_cli_api_options(bench_paths, micro_dir, tmp_path):
         res = json.loads((out / "results.json").read_text())
         assert res["model"] == f"fake @ {srv.url}" and res["benchmarks"]["pope"]["n_generated"] > 0
         r = runner.invoke(app, [*base, "--api-url", srv.url])
-        assert r.exit_code == 2 and "--api-model" in r.output
+        assert r.exit_code == 2 and "--api-model" in flat(r.output)
         r = runner.invoke(app, [*base, "--api-url", srv.url, "--api-model", "x", "--model", str(micro_dir)])
-        assert r.exit_code == 2 and "one of --model and --api-url" in r.output
+        assert r.exit_code == 2 and "one of --model and --api-url" in flat(r.output)
         r = runner.invoke(app, [*base, "--api-url", "127.0.0.1:8000", "--api-model", "x"])
-        assert r.exit_code == 2 and "http(s) URL" in r.output
+        assert r.exit_code == 2 and "http(s) URL" in flat(r.output)

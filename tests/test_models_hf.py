@@ -9,6 +9,7 @@ Gemma 3.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,12 @@ from vitune.models import GenItem, detect_family, local_source
 from vitune.models.hf import HFGenerator
 from vitune.models.llava import Generator
 from vlm_helpers import build
+
+
+def flat(output: str) -> str:
+    """CLI output as one line: rich wraps error panels at the terminal width, with box borders."""
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", output).split())
+
 
 FAMILIES = ["llava_next", "idefics3", "gemma3"]
 QUESTIONS = [
@@ -117,7 +124,9 @@ def test_unknown_family_is_a_clear_error(tmp_path):
     r = CliRunner().invoke(
         app, ["eval", "--model", str(tmp_path), "--bench", "pope=x", "--out", str(tmp_path / "o")]
     )
-    assert r.exit_code == 2 and "not a registered model family" in r.output and "Traceback" not in r.output
+    assert (
+        r.exit_code == 2 and "not a registered model family" in flat(r.output) and "Traceback" not in r.output
+    )
 
 
 def test_eval_cli_runs_a_hf_family(tmp_path, images):
@@ -151,3 +160,14 @@ def test_eval_cli_runs_a_hf_family(tmp_path, images):
     assert r.exit_code == 0, r.output
     res = json.loads((tmp_path / "ev" / "results.json").read_text())
     assert res["benchmarks"]["imagefolder"]["n_cached"] == 3
+    # bfloat16 weights: another cache key (everything answered again), answers still produced.
+    r = CliRunner().invoke(app, [*args, "--dtype", "bfloat16"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "ev" / "results.json").read_text())
+    assert res["params"]["dtype"] == "bfloat16" and res["benchmarks"]["imagefolder"]["n_generated"] == 3
+    r = CliRunner().invoke(app, [*args, "--dtype", "int8"])
+    assert r.exit_code == 2 and "--dtype must be one of" in flat(r.output)
+    # Multi-round evaluation renders dialogs with vitune's templates: refused, with the reason.
+    r = CliRunner().invoke(app, ["eval", "multiround", "--model", str(d), "--bench", f"vqav2={folder}",
+                                 "--out", str(tmp_path / "mr")])  # fmt: skip
+    assert r.exit_code == 2 and "vitune/LLaVA checkpoints only" in flat(r.output)

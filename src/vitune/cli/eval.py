@@ -78,6 +78,9 @@ def eval_run(
     ] = None,
     max_new_tokens: Annotated[int, typer.Option(min=1)] = 32,
     device: Annotated[str, typer.Option(help="torch device, e.g. cpu or cuda.")] = "cpu",
+    dtype: Annotated[
+        str, typer.Option(help="Weights' dtype for --model: float32 (default), bfloat16 or float16.")
+    ] = "float32",
     cache: Annotated[
         Path | None,
         typer.Option(help="Response cache file to use (default OUT/responses.jsonl); may be shared."),
@@ -112,7 +115,7 @@ def eval_run(
         raise typer.BadParameter(
             "one of --model and --api-url (with --api-model), plus --bench and --out, are needed to run benchmarks"
         )
-    source = _model_source(model, api_url, api_model, api_key_env, api_concurrency, max_new_tokens)
+    source = _model_source(model, api_url, api_model, api_key_env, api_concurrency, max_new_tokens, dtype)
 
     from vitune.eval.runner import BenchSpec, parse_bench, results_table, run_benchmarks
 
@@ -148,6 +151,7 @@ def eval_run(
         max_new_tokens=max_new_tokens,
         limit=limit,
         device=device,
+        dtype=dtype,
         cache_path=cache,
         judge_factory=make_judge,
     )
@@ -167,12 +171,16 @@ def _model_source(
     key_env: str,
     concurrency: int,
     max_new: int,
+    dtype: str,
 ):
     """The `vitune.models` source the options name; bad options are a usage error (exit 2)."""
     from vitune.models import api_source
+    from vitune.models.sources import DTYPES
 
     if api_url is None:
         _check_model(model)
+        if dtype not in DTYPES:
+            raise typer.BadParameter(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
         return None  # the runner builds the local source (its device depends on the process)
     if not api_model:
         raise typer.BadParameter("--api-url needs --api-model (the served model's name)")
@@ -344,6 +352,14 @@ def multiround(
     the same questions asked one at a time (official scores, answer length and terseness per turn)."""
     from vitune.eval.multiround import run_multiround_benchmarks
     from vitune.eval.runner import parse_bench
+    from vitune.models import detect_family
+
+    _check_model(model)
+    if detect_family(model).kind != "llava":
+        raise typer.BadParameter(
+            f"{model}: multi-round evaluation renders dialogs with vitune's templates, so it takes "
+            f"vitune/LLaVA checkpoints only (this is a {detect_family(model).name} model)"
+        )
 
     try:
         specs = [parse_bench(b) for b in bench]

@@ -342,6 +342,7 @@ def run_benchmarks(
     max_new_tokens: int = 32,
     limit: int | None = None,
     device: str = "cpu",
+    dtype: str = "float32",
     cache_path: str | os.PathLike | None = None,
     chunk_size: int | None = None,
     judge_factory: Callable[[], Any] | None = None,
@@ -368,7 +369,11 @@ def run_benchmarks(
     ranks = current_ranks()
     if model_dir is not None:
         source = local_source(
-            model_dir, device=ranks.device(device), batch_size=batch_size, max_new_tokens=max_new_tokens
+            model_dir,
+            device=ranks.device(device),
+            dtype=dtype,
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
         )
     fingerprint = source.identity() if source is not None else str(model_id)
     params = (

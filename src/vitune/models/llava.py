@@ -103,8 +103,15 @@ class Generator:
         self._tokenizer_lock = threading.Lock()
 
     @classmethod
-    def from_dir(cls, model_dir: str | os.PathLike, *, device: str = "cpu", **kwargs) -> Generator:
-        model, processor = load_pretrained(model_dir, device=device)
+    def from_dir(
+        cls,
+        model_dir: str | os.PathLike,
+        *,
+        device: str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        **kwargs,
+    ) -> Generator:
+        model, processor = load_pretrained(model_dir, device=device, dtype=dtype)
         return cls(model, processor, **kwargs)
 
     def prompt(self, text: str, has_image: bool) -> str:

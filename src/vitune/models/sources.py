@@ -18,8 +18,12 @@ from vitune.models.base import AnswerFn, ModelSource, model_fingerprint
 from vitune.models.families import Family, detect_family
 from vitune.train.templates import generation_prompt, saved_template
 
+DTYPES = ("float32", "bfloat16", "float16")
 
-def generation_params(max_new_tokens: int, template: str = "vicuna_v1") -> dict[str, Any]:
+
+def generation_params(
+    max_new_tokens: int, template: str = "vicuna_v1", dtype: str = "float32"
+) -> dict[str, Any]:
     """What `Generator` answers with, as it goes into the cache key and results.json."""
     return {
         "template": template,
@@ -27,7 +31,7 @@ def generation_params(max_new_tokens: int, template: str = "vicuna_v1") -> dict[
         "template_text": generation_prompt(template, [("user", "{question}")], True),
         "max_new_tokens": max_new_tokens,
         "decoding": "greedy",
-        "dtype": "float32",
+        "dtype": dtype,
     }
 
 
@@ -40,6 +44,7 @@ class LocalSource(ModelSource):
     max_new_tokens: int = 32
     batch_size: int = 8
     device: str = "cpu"
+    dtype: str = "float32"  # the weights' dtype at inference (float32: answers as the tests pin them)
     _fingerprint: str = field(default="", repr=False)
 
     def identity(self) -> str:
@@ -49,21 +54,28 @@ class LocalSource(ModelSource):
 
     def params(self) -> dict[str, Any]:
         if self.family.kind == "llava":
-            return generation_params(self.max_new_tokens, saved_template(self.model_dir))
+            return generation_params(self.max_new_tokens, saved_template(self.model_dir), self.dtype)
         # The chat template is a file of the checkpoint, so it is in the fingerprint already.
         return {
             "family": self.family.name,
             "prompt": "chat_template",
             "max_new_tokens": self.max_new_tokens,
             "decoding": "greedy",
-            "dtype": "float32",
+            "dtype": self.dtype,
         }
 
     def describe(self) -> str:
         return str(self.model_dir.resolve())
 
     def open(self) -> AnswerFn:
-        kw = dict(device=self.device, batch_size=self.batch_size, max_new_tokens=self.max_new_tokens)
+        import torch
+
+        kw = dict(
+            device=self.device,
+            dtype=getattr(torch, self.dtype),
+            batch_size=self.batch_size,
+            max_new_tokens=self.max_new_tokens,
+        )
         if self.family.kind == "llava":
             from vitune.models.llava import Generator
 
@@ -117,6 +129,8 @@ class APISource(ModelSource):
 def local_source(model_dir: str | os.PathLike, **kw: Any) -> LocalSource:
     """The source of a saved checkpoint; its family comes from config.json (a clear error if unknown)."""
     path = Path(model_dir)
+    if kw.get("dtype", "float32") not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {kw['dtype']!r}")
     return LocalSource(path, detect_family(path), **kw)
 
 
