@@ -2,8 +2,9 @@
 own processor and chat template, batched answers equal to batch 1, and evaluated by the runner.
 
 The models are tiny random ones built from configs (`vlm_helpers`: local tokenizer, image processor
-and processor, no download) for three families: LLaVA-NeXT, Idefics3 (SmolVLM's architecture) and
-Gemma 3.
+and processor, no download) for three families saved whole: LLaVA-NeXT, Idefics3 (SmolVLM's
+architecture) and Gemma 3; Qwen2-VL and Qwen2.5-VL with their processor assembled in memory (this
+environment has no torchvision, without which transformers cannot build their processor class).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from vitune.cli import app
 from vitune.models import GenItem, detect_family, local_source
 from vitune.models.hf import HFGenerator
 from vitune.models.llava import Generator
-from vlm_helpers import build
+from vlm_helpers import build, qwen2_vl
 
 
 def flat(output: str) -> str:
@@ -88,6 +89,22 @@ def test_batched_answers_equal_batch_one(family_dir, images):
     # Random wide weights: answers depend on prompt and image (a padding bug could not hide).
     assert len(set(batched)) >= 3, batched
     assert all(isinstance(a, str) for a in batched)
+
+
+@pytest.mark.parametrize("v2_5", [False, True], ids=["qwen2_vl", "qwen2_5_vl"])
+def test_qwen2_vl_batched_answers_equal_batch_one(v2_5, images, tmp_path):
+    """Qwen2-VL's 3-D rope positions come from the attention mask and the image grids: left padding
+    and images of different sizes (different token counts) in one batch must not move them."""
+    d, model, processor = qwen2_vl(tmp_path / "q", v2_5=v2_5)
+    family = detect_family(d)
+    assert family.name == ("qwen2_5_vl" if v2_5 else "qwen2_vl") and family.kind == "hf"
+    gen = HFGenerator(model, processor, family, max_new_tokens=6, batch_size=3)
+    items = _items(images)
+    batched = gen(items)
+    gen.batch_size = 1
+    assert batched == gen(items)
+    assert len(set(batched)) >= 3, batched
+    assert "<|vision_start|><|image_pad|><|vision_end|>" in gen.prompt("q", True)
 
 
 def test_prompt_is_the_processors_chat_template(family_dir):

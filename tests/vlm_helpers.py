@@ -1,9 +1,13 @@
 """Tiny random image-text-to-text models of Hugging Face families, saved with a local tokenizer,
 image processor, processor and chat template (no download), for the model-backend tests.
 
-Families whose processor has a video part (Qwen2-VL, Qwen2.5-VL, LLaVA-OneVision, SmolVLM) are not
-built here: transformers 5.23 cannot even construct those processors without torchvision, which
-this environment lacks (torch is the CPU build and stays as it is). The three built here cover the
+Families whose processor has a video part (Qwen2-VL, Qwen2.5-VL, LLaVA-OneVision, SmolVLM) cannot
+be saved whole here: transformers 5.23 cannot construct (nor load) those processors without
+torchvision, which this environment lacks (torch is the CPU build and stays as it is): its class
+check looks up `VideoProcessorMixin`, which only exists with torchvision. `qwen2_vl` therefore
+returns the model (saved, so its config is detected) and its processor assembled in memory from
+its real parts (Qwen2-VL image processor, tokenizer, chat template), which is all that answering
+uses. The three built here cover the
 three ways families place images: expanded image tokens after a CLIP tower with any-resolution
 tiles (LLaVA-NeXT), image splitting with pixel-shuffled SigLIP-like tokens (Idefics3 / SmolVLM) and
 pooled SigLIP tokens between begin/end-of-image markers with bidirectional image attention (Gemma 3).
@@ -262,6 +266,53 @@ def _llava_next(d: Path, seed: int) -> Path:
         chat_template=_chatml("<image>\n"),
     )
     return _save(d, model, processor, seed)
+
+
+def qwen2_vl(d: Path, seed: int = 0, v2_5: bool = False) -> tuple[Path, object, object]:
+    """A tiny random Qwen2-VL (or Qwen2.5-VL) saved into `d`, the model, and its processor (in memory).
+
+    Width 32 with 4 heads: head_dim 8, so the 3-D rope sections (temporal, height, width) are 1+1+2.
+    Images are resized to 56x56 px: 4x4 patches of 14 px, merged 2x2 into 4 image tokens.
+    """
+    from transformers import Qwen2VLImageProcessor, Qwen2VLProcessor
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+                "<|image_pad|>", "<|video_pad|>"]  # fmt: skip
+    named = {"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"}
+    tok = _tokenizer(specials, named, eos="<|im_end|>", pad="<|endoftext|>")
+    ids = {t: tok.convert_tokens_to_ids(t) for t in specials}
+    rope = {"rope_type": "default", "mrope_section": [1, 1, 2]}
+    text = _text(len(tok), rope_parameters=rope, eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
+                 bos_token_id=None)  # fmt: skip
+    if v2_5:
+        from transformers import Qwen2_5_VLConfig as Config
+        from transformers import Qwen2_5_VLForConditionalGeneration as Model
+
+        vision = dict(depth=1, hidden_size=32, out_hidden_size=32, intermediate_size=64, num_heads=2, patch_size=14,
+                      spatial_merge_size=2, temporal_patch_size=2, window_size=56, fullatt_block_indexes=[0])  # fmt: skip
+    else:
+        from transformers import Qwen2VLConfig as Config
+        from transformers import Qwen2VLForConditionalGeneration as Model
+
+        vision = dict(depth=1, embed_dim=32, hidden_size=32, num_heads=2, patch_size=14, spatial_merge_size=2,
+                      temporal_patch_size=2)  # fmt: skip
+    config = Config(text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
+                    video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
+                    vision_end_token_id=ids["<|vision_end|>"])  # fmt: skip
+    torch.manual_seed(seed)
+    model = Model(config).eval()
+    _widen(model, seed)
+    model.save_pretrained(d)
+    size = {"shortest_edge": 56 * 56, "longest_edge": 56 * 56}
+    processor = object.__new__(Qwen2VLProcessor)  # its __init__'s class check needs torchvision
+    processor.image_processor = Qwen2VLImageProcessor(
+        size=size, patch_size=14, merge_size=2, temporal_patch_size=2
+    )
+    processor.tokenizer, processor.video_processor = tok, None
+    processor.chat_template = _chatml("<|vision_start|><|image_pad|><|vision_end|>")
+    processor.image_token, processor.video_token = "<|image_pad|>", "<|video_pad|>"
+    processor.image_token_id, processor.video_token_id = ids["<|image_pad|>"], ids["<|video_pad|>"]
+    return d, model, processor
 
 
 BUILDERS: dict[str, Callable[[Path, int], Path]] = {
