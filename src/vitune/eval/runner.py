@@ -38,7 +38,7 @@ from typing import Any
 from vitune import __version__
 from vitune.eval.benchmarks import BenchItem, Benchmark, get_benchmark, to_gen_item
 from vitune.eval.parallel import Ranks, current_ranks, leftover_rank_files, merge_rank_files, rank_file
-from vitune.models.base import MODEL_FILES, AnswerFn, ModelSource, model_fingerprint
+from vitune.models.base import AnswerFn, ModelSource, model_fingerprint  # noqa: F401  (re-exported)
 from vitune.models.sources import generation_params, local_source
 from vitune.train.templates import saved_template
 from vitune.utils.atomic import write_json, write_text
@@ -49,8 +49,6 @@ log = logging.getLogger(__name__)
 CACHE_FILE = "responses.jsonl"
 RESULTS_FILE = "results.json"
 MARKDOWN_FILE = "results.md"
-# The model side (what answers, its fingerprint and generation params) lives in vitune.models.
-__all__ = ["MODEL_FILES", "AnswerFn", "generation_params", "model_fingerprint"]
 
 
 @dataclass(frozen=True)

@@ -88,7 +88,8 @@ class APIGenerator:
     async def _ask(self, backend: OpenAIBackend, gate: asyncio.Semaphore, item: GenItem) -> str:
         # The gate bounds what is prepared at once too: an image is read only when its turn comes.
         async with gate:
-            messages = messages_for(item)
+            # Reading and checking the image on a thread keeps the event loop sending other requests.
+            messages = await asyncio.to_thread(messages_for, item)
             key = hashlib.sha256(repr((item.text, str(item.image))).encode()).hexdigest()[:32]
             params = {"max_tokens": self.max_new_tokens, "temperature": 0}
             try:

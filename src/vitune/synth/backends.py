@@ -259,7 +259,9 @@ class OpenAIBackend(Backend):
     async def complete(self, req: SynthRequest) -> ChatResult:
         return await self.chat(req.messages, req.params, key=req.key)
 
-    async def chat(self, messages: list[dict[str, Any]], params: dict[str, Any], *, key: str = "") -> ChatResult:
+    async def chat(
+        self, messages: list[dict[str, Any]], params: dict[str, Any], *, key: str = ""
+    ) -> ChatResult:
         """One chat completion of `messages` (OpenAI's format, images as `image_url` parts) with the
         request fields `params`, retried as the module doc says; `key` is sent for server logs."""
         attempts = 0

@@ -77,5 +77,3 @@ def _check_exportable(model: Any, processor: Any) -> None:
         raise ValueError("the tokenizer has no pad token; batched inference would fail")
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tok.pad_token_id
-
-
