@@ -28,7 +28,8 @@ from vitune.cli.app import app
 from vitune.utils.progress import console
 
 eval_app = typer.Typer(
-    help="Benchmarks: `vitune eval --model CKPT --bench NAME=PATH --out DIR` runs them; "
+    help="Benchmarks: `vitune eval --model CKPT --bench NAME=PATH --out DIR` runs them (or "
+    "`--api-url URL --api-model NAME` instead of --model: a served model); "
     "`compare` and `list` below."
 )
 app.add_typer(eval_app, name="eval")

@@ -42,6 +42,7 @@ def data_url(image: str | os.PathLike | Image.Image) -> str:
         open_image(raw, source=image)  # the one image check: a bad file fails here, named
         with Image.open(io.BytesIO(raw)) as im:
             fmt = (im.format or "png").lower()
+        fmt = {"mpo": "jpeg"}.get(fmt, fmt)  # a camera JPEG with extra frames is still a JPEG to servers
     return f"data:image/{fmt};base64," + base64.b64encode(raw).decode("ascii")
 
 
