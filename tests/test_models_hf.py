@@ -3,7 +3,7 @@ own processor and chat template, batched answers equal to batch 1, and evaluated
 
 The models are tiny random ones built from configs (`vlm_helpers`: local tokenizer, image processor
 and processor, no download) for three families saved whole: LLaVA-NeXT, Idefics3 (SmolVLM's
-architecture) and Gemma 3; Qwen2-VL and Qwen2.5-VL with their processor assembled in memory (this
+architecture) and Gemma 3; Qwen2-VL, Qwen2.5-VL and LLaVA-OneVision with their processor assembled in memory (this
 environment has no torchvision, without which transformers cannot build their processor class).
 """
 
@@ -21,7 +21,7 @@ from vitune.cli import app
 from vitune.models import GenItem, detect_family, local_source
 from vitune.models.hf import HFGenerator
 from vitune.models.llava import Generator
-from vlm_helpers import build, qwen2_vl
+from vlm_helpers import build, llava_onevision, qwen2_vl
 
 
 def flat(output: str) -> str:
@@ -91,20 +91,27 @@ def test_batched_answers_equal_batch_one(family_dir, images):
     assert all(isinstance(a, str) for a in batched)
 
 
-@pytest.mark.parametrize("v2_5", [False, True], ids=["qwen2_vl", "qwen2_5_vl"])
-def test_qwen2_vl_batched_answers_equal_batch_one(v2_5, images, tmp_path):
-    """Qwen2-VL's 3-D rope positions come from the attention mask and the image grids: left padding
-    and images of different sizes (different token counts) in one batch must not move them."""
-    d, model, processor = qwen2_vl(tmp_path / "q", v2_5=v2_5)
+IN_MEMORY = {
+    "qwen2_vl": lambda d: qwen2_vl(d),
+    "qwen2_5_vl": lambda d: qwen2_vl(d, v2_5=True),
+    "llava_onevision": llava_onevision,
+}
+
+
+@pytest.mark.parametrize("name", list(IN_MEMORY))
+def test_video_capable_families_batched_answers_equal_batch_one(name, images, tmp_path):
+    """Qwen2-VL's 3-D rope positions come from the attention mask and the image grids, OneVision's
+    token count from each image's tiles: left padding and images of different sizes (different
+    token counts) in one batch must not change an answer."""
+    d, model, processor = IN_MEMORY[name](tmp_path / name)
     family = detect_family(d)
-    assert family.name == ("qwen2_5_vl" if v2_5 else "qwen2_vl") and family.kind == "hf"
+    assert family.name == name and family.kind == "hf"
     gen = HFGenerator(model, processor, family, max_new_tokens=6, batch_size=3)
     items = _items(images)
     batched = gen(items)
     gen.batch_size = 1
     assert batched == gen(items)
     assert len(set(batched)) >= 3, batched
-    assert "<|vision_start|><|image_pad|><|vision_end|>" in gen.prompt("q", True)
 
 
 def test_prompt_is_the_processors_chat_template(family_dir):

@@ -5,9 +5,9 @@ Families whose processor has a video part (Qwen2-VL, Qwen2.5-VL, LLaVA-OneVision
 be saved whole here: transformers 5.23 cannot construct (nor load) those processors without
 torchvision, which this environment lacks (torch is the CPU build and stays as it is): its class
 check looks up `VideoProcessorMixin`, which only exists with torchvision. `qwen2_vl` therefore
-returns the model (saved, so its config is detected) and its processor assembled in memory from
-its real parts (Qwen2-VL image processor, tokenizer, chat template), which is all that answering
-uses. The three built here cover the
+and `llava_onevision` return the model (saved, so its config is detected) and its processor
+assembled in memory from its real parts (the family's image processor, tokenizer, chat template),
+which is all that answering uses. The three built here cover the
 three ways families place images: expanded image tokens after a CLIP tower with any-resolution
 tiles (LLaVA-NeXT), image splitting with pixel-shuffled SigLIP-like tokens (Idefics3 / SmolVLM) and
 pooled SigLIP tokens between begin/end-of-image markers with bidirectional image attention (Gemma 3).
@@ -304,14 +304,69 @@ def qwen2_vl(d: Path, seed: int = 0, v2_5: bool = False) -> tuple[Path, object, 
     _widen(model, seed)
     model.save_pretrained(d)
     size = {"shortest_edge": 56 * 56, "longest_edge": 56 * 56}
-    processor = object.__new__(Qwen2VLProcessor)  # its __init__'s class check needs torchvision
-    processor.image_processor = Qwen2VLImageProcessor(
-        size=size, patch_size=14, merge_size=2, temporal_patch_size=2
+    processor = _assemble(
+        Qwen2VLProcessor,
+        image_processor=Qwen2VLImageProcessor(size=size, patch_size=14, merge_size=2, temporal_patch_size=2),
+        tokenizer=tok,
+        chat_template=_chatml("<|vision_start|><|image_pad|><|vision_end|>"),
+        image_token="<|image_pad|>",
+        video_token="<|video_pad|>",
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
     )
-    processor.tokenizer, processor.video_processor = tok, None
-    processor.chat_template = _chatml("<|vision_start|><|image_pad|><|vision_end|>")
-    processor.image_token, processor.video_token = "<|image_pad|>", "<|video_pad|>"
-    processor.image_token_id, processor.video_token_id = ids["<|image_pad|>"], ids["<|video_pad|>"]
+    return d, model, processor
+
+
+def _assemble(cls: type, **attrs: object) -> object:
+    """A processor of `cls` with `attrs` set and no video processor, without its `__init__` (whose
+    class check needs torchvision); these attributes are all that its `__call__` reads for images."""
+    processor = object.__new__(cls)
+    for k, v in {"video_processor": None, **attrs}.items():
+        setattr(processor, k, v)
+    return processor
+
+
+def llava_onevision(d: Path, seed: int = 0) -> tuple[Path, object, object]:
+    """A tiny random LLaVA-OneVision (SigLIP-like tower, Qwen2 text model, any-resolution tiles of 32
+    px up to 64x64, 4 tokens per tile) saved into `d`, the model, and its processor (in memory)."""
+    from transformers import (
+        LlavaOnevisionConfig,
+        LlavaOnevisionForConditionalGeneration,
+        LlavaOnevisionImageProcessor,
+        LlavaOnevisionProcessor,
+    )
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]
+    tok = _tokenizer(specials, {"image_token": "<image>", "video_token": "<video>"}, eos="<|im_end|>",
+                     pad="<|endoftext|>")  # fmt: skip
+    ids = {t: tok.convert_tokens_to_ids(t) for t in specials}
+    pinpoints = [[32, 32], [32, 64], [64, 32], [64, 64]]
+    text = _text(len(tok), model_type="qwen2", eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
+                 bos_token_id=None)  # fmt: skip
+    vision = dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                  num_attention_heads=2, image_size=32, patch_size=16)  # fmt: skip
+    config = LlavaOnevisionConfig(vision_config=vision, text_config=text, image_grid_pinpoints=pinpoints,
+                                  image_token_index=ids["<image>"], video_token_index=ids["<video>"],
+                                  vision_feature_select_strategy="full", vision_feature_layer=-1)  # fmt: skip
+    torch.manual_seed(seed)
+    model = LlavaOnevisionForConditionalGeneration(config).eval()
+    _widen(model, seed)
+    model.save_pretrained(d)
+    processor = _assemble(
+        LlavaOnevisionProcessor,
+        image_processor=LlavaOnevisionImageProcessor(
+            size={"height": 32, "width": 32}, image_grid_pinpoints=pinpoints
+        ),
+        tokenizer=tok,
+        chat_template=_chatml("<image>\n"),
+        num_image_tokens=4,
+        vision_feature_select_strategy="full",
+        vision_aspect_ratio="anyres_max_9",
+        image_token="<image>",
+        video_token="<video>",
+        image_token_id=ids["<image>"],
+        video_token_id=ids["<video>"],
+    )
     return d, model, processor
 
 
