@@ -84,7 +84,6 @@ class APIGenerator:
             backoff_base=backoff_base,
         )
         self.stats: dict[str, Any] = {"requests": 0, "retries": 0, "errors": {}}
-        self.served_models: set[str] = set()  # the model names the server reported
 
     async def _ask(self, backend: OpenAIBackend, gate: asyncio.Semaphore, item: GenItem) -> str:
         # The gate bounds what is prepared at once too: an image is read only when its turn comes.
@@ -97,7 +96,6 @@ class APIGenerator:
                 result = await backend.chat(messages, params, key=key)
             except BackendError as e:
                 raise APIError(f"{self._backend_kw['base_url']}: no answer to {item.text[:60]!r}: {e}") from e
-            self.served_models.add(result.model)
             return result.text.strip()
 
     async def _all(self, items: Sequence[GenItem]) -> list[str]:
