@@ -1,6 +1,8 @@
 """`vitune eval`: run registered benchmarks on a saved model, compare two runs, list the benchmarks.
 
     vitune eval --model CKPT --bench pope=data/pope --bench mme=data/MME --out runs/ckpt
+    vitune eval --api-url http://127.0.0.1:8000/v1 --api-model NAME --bench pope=data/pope --out runs/x
+    accelerate launch --config_file configs/accelerate/cpu-2proc.yaml -m vitune.cli eval --model CKPT ...
     vitune eval --model CKPT --bench mm_vet=data/mm-vet --judge-base-url URL --judge-model M \
         --judge-runs 5 --out runs/ckpt
     vitune eval compare runs/base runs/tuned
@@ -30,7 +32,8 @@ from vitune.cli.app import app
 from vitune.utils.progress import console
 
 eval_app = typer.Typer(
-    help="Benchmarks: `vitune eval --model CKPT --bench NAME=PATH --out DIR` runs them; "
+    help="Benchmarks: `vitune eval --model CKPT --bench NAME=PATH --out DIR` runs them (or "
+    "`--api-url URL --api-model NAME` instead of --model: a served model); "
     "`compare` and `list` below."
 )
 app.add_typer(eval_app, name="eval")
@@ -39,7 +42,26 @@ app.add_typer(eval_app, name="eval")
 @eval_app.callback(invoke_without_command=True)
 def eval_run(
     ctx: typer.Context,
-    model: Annotated[Path | None, typer.Option(help="Saved model folder (plain transformers Llava).")] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            help="Saved model folder: a vitune/LLaVA export or any registered Hugging Face VLM family "
+            "(Qwen2-VL, Qwen2.5-VL, LLaVA-NeXT/OneVision, Idefics3, SmolVLM, Gemma 3), detected from its config."
+        ),
+    ] = None,
+    api_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Instead of --model: an OpenAI-compatible server (vLLM, SGLang, vitune serve), e.g. http://HOST:8000/v1."
+        ),
+    ] = None,
+    api_model: Annotated[
+        str | None, typer.Option(help="The served model's name (--api-url); it is in every cache key.")
+    ] = None,
+    api_key_env: Annotated[
+        str, typer.Option(help="Environment variable holding the server's API key (none sent if unset).")
+    ] = "OPENAI_API_KEY",
+    api_concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight at once (--api-url).")] = 8,
     bench: Annotated[
         list[str] | None,
         typer.Option(
@@ -61,6 +83,9 @@ def eval_run(
     ] = None,
     max_new_tokens: Annotated[int, typer.Option(min=1)] = 32,
     device: Annotated[str, typer.Option(help="torch device, e.g. cpu or cuda.")] = "cpu",
+    dtype: Annotated[
+        str, typer.Option(help="Weights' dtype for --model: float32 (default), bfloat16 or float16.")
+    ] = "float32",
     cache: Annotated[
         Path | None,
         typer.Option(help="Response cache file to use (default OUT/responses.jsonl); may be shared."),
@@ -90,16 +115,19 @@ def eval_run(
 ) -> None:
     """Run benchmarks on a model (or use a sub-command)."""
     if ctx.invoked_subcommand is not None:
-        if model is not None or bench:
+        if model is not None or api_url is not None or bench:
             raise typer.BadParameter(
                 "run options go without a sub-command: vitune eval --model ... --bench ..."
             )
         return
-    if model is None and not bench:
+    if model is None and api_url is None and not bench:
         console.print(ctx.get_help())
         raise typer.Exit()
-    if model is None or not bench or out is None:
-        raise typer.BadParameter("--model, --bench and --out are all needed to run benchmarks")
+    if (model is None) == (api_url is None) or not bench or out is None:
+        raise typer.BadParameter(
+            "one of --model and --api-url (with --api-model), plus --bench and --out, are needed to run benchmarks"
+        )
+    source = _model_source(model, api_url, api_model, api_key_env, api_concurrency, max_new_tokens, dtype)
 
     from vitune.data.images import ImageError
     from vitune.eval.benchmarks.base import PROTOCOLS, BenchmarkDataError
@@ -137,10 +165,12 @@ def eval_run(
             specs,
             out,
             model_dir=model,
+            source=source,
             batch_size=batch_size,
             max_new_tokens=max_new_tokens,
             limit=limit,
             device=device,
+            dtype=dtype,
             cache_path=cache,
             judge_factory=make_judge,
             protocol=protocol,
@@ -150,7 +180,10 @@ def eval_run(
             raise
         _error(str(e))
         raise typer.Exit(2) from None
-    console.print(results_table(results, title=f"{model.name}: benchmark results"))
+    if not results["benchmarks"]:  # a data-parallel process other than 0: process 0 reports
+        return
+    name = model.name if model is not None else api_model
+    console.print(results_table(results, title=f"{name}: benchmark results"))
     _print_judge_runs(results, out)
     _warn_missing(results)
     for line in answer_warnings(results):
@@ -161,6 +194,42 @@ def eval_run(
 def _error(message: str) -> None:
     """`error: message` on stderr, the message printed as is (it may hold brackets and paths)."""
     print(f"error: {message}", file=sys.stderr)
+def _model_source(
+    model: Path | None,
+    api_url: str | None,
+    api_model: str | None,
+    key_env: str,
+    concurrency: int,
+    max_new: int,
+    dtype: str,
+):
+    """The `vitune.models` source the options name; bad options are a usage error (exit 2)."""
+    from vitune.models import api_source
+    from vitune.models.sources import DTYPES
+
+    if api_url is None:
+        _check_model(model)
+        if dtype not in DTYPES:
+            raise typer.BadParameter(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        return None  # the runner builds the local source (its device depends on the process)
+    if not api_model:
+        raise typer.BadParameter("--api-url needs --api-model (the served model's name)")
+    try:
+        return api_source(
+            api_url, api_model, api_key_env=key_env, concurrency=concurrency, max_new_tokens=max_new
+        )
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+
+
+def _check_model(model: Path | None) -> None:
+    """A folder whose config names a registered model family, or a usage error (exit 2)."""
+    from vitune.models import detect_family
+
+    try:
+        detect_family(model)  # type: ignore[arg-type]
+    except (FileNotFoundError, ValueError) as e:
+        raise typer.BadParameter(str(e)) from None
 
 
 def _pair(text: str) -> tuple[str, str]:
@@ -323,6 +392,14 @@ def multiround(
     the same questions asked one at a time (official scores, answer length and terseness per turn)."""
     from vitune.eval.multiround import run_multiround_benchmarks
     from vitune.eval.runner import parse_bench
+    from vitune.models import detect_family
+
+    _check_model(model)
+    if detect_family(model).kind != "llava":
+        raise typer.BadParameter(
+            f"{model}: multi-round evaluation renders dialogs with vitune's templates, so it takes "
+            f"vitune/LLaVA checkpoints only (this is a {detect_family(model).name} model)"
+        )
 
     try:
         specs = [parse_bench(b) for b in bench]

@@ -60,36 +60,18 @@ from vitune.eval.health import (  # noqa: F401 - re-exported: the runner's publi
     protocol_label,
     protocol_mismatches,
 )
+from vitune.eval.parallel import Ranks, current_ranks, leftover_rank_files, merge_rank_files, rank_file
+from vitune.models.base import AnswerFn, ModelSource, model_fingerprint  # noqa: F401  (re-exported)
+from vitune.models.sources import generation_params, local_source
 from vitune.train.templates import saved_template
 from vitune.utils.atomic import write_json, write_text
-from vitune.utils.hashing import derive_seed, dir_fingerprint
+from vitune.utils.hashing import derive_seed
 
 log = logging.getLogger(__name__)
 
 CACHE_FILE = "responses.jsonl"
 RESULTS_FILE = "results.json"
 MARKDOWN_FILE = "results.md"
-# Every file of a saved checkpoint that changes what it answers (weights, configs, tokenizer, processor).
-MODEL_FILES = (
-    "*.safetensors",
-    "*.bin",
-    "config.json",
-    "generation_config.json",
-    "tokenizer*.json",
-    "special_tokens_map.json",
-    "preprocessor_config.json",
-    "processor_config.json",
-    "chat_template*",
-)
-# Anything that answers GenItems in order: a `Generator`, or a stub in tests.
-AnswerFn = Callable[[Sequence[Any]], list[str]]
-
-
-def model_fingerprint(model_dir: str | os.PathLike) -> str:
-    path = Path(model_dir)
-    if not (path / "config.json").exists():
-        raise FileNotFoundError(f"{model_dir}: not a saved model (no config.json)")
-    return dir_fingerprint(path, MODEL_FILES)
 
 
 @dataclass(frozen=True)
@@ -114,20 +96,6 @@ def parse_bench(text: str) -> BenchSpec:
     if not sep or not name.strip() or not path.strip():
         raise ValueError(f"expected NAME=PATH, got {text!r}")
     return BenchSpec(name.strip(), Path(path.strip()))
-
-
-def generation_params(max_new_tokens: int, template: str = "vicuna_v1") -> dict[str, Any]:
-    """What `Generator` answers with, as it goes into the cache key and results.json."""
-    from vitune.train.templates import generation_prompt
-
-    return {
-        "template": template,
-        # The rendered template itself: an edit of the system prompt must not reuse old answers.
-        "template_text": generation_prompt(template, [("user", "{question}")], True),
-        "max_new_tokens": max_new_tokens,
-        "decoding": "greedy",
-        "dtype": "float32",
-    }
 
 
 def cache_key(
@@ -156,8 +124,10 @@ def image_ref(item: BenchItem, image_root: Path) -> str:
 class ResponseCache:
     """Append-only JSONL of answered items, keyed by `cache_key`; durable after every `append`."""
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, write_path: str | os.PathLike | None = None) -> None:
+        """`write_path`: where `append` writes, when not `path` (a data-parallel process's own file)."""
         self.path = Path(path)
+        self.write_path = Path(write_path) if write_path is not None else self.path
         self.responses: dict[str, str] = {}
         if self.path.exists():
             self._load()
@@ -195,8 +165,8 @@ class ResponseCache:
         rows = list(rows)
         if not rows:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as fh:
+        self.write_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.write_path.open("a", encoding="utf-8") as fh:
             for key, bench, item_id, response in rows:
                 row = {"key": key, "bench": bench, "item_id": item_id, "response": response}
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -340,20 +310,25 @@ def run_benchmark(
     progress: Any = None,
     protocol: str | None = None,
     loaded: tuple[Benchmark, list[BenchItem]] | None = None,
-) -> dict[str, Any]:
+    ranks: Ranks | None = None,
+) -> dict[str, Any] | None:
     """One benchmark: answer what the cache lacks, score, write `<out>/<name>/`; return its summary.
 
-    `loaded`: the benchmark and items of `load_benchmark` when the caller has them already.
+    `loaded`: the benchmark and items of `load_benchmark` when the caller has them already. Under a
+    data-parallel launch (`ranks`) this process answers its shard of the uncached items; process 0
+    then merges the others' answers, scores and returns the summary, the others None.
     """
+    ranks = ranks or Ranks()
     bench, items = loaded if loaded is not None else load_benchmark(spec, protocol=protocol, limit=limit)
     root = spec.images
     keys = [
         cache_key(model_id, spec.name, it.item_id, it.question, image_ref(it, root), params) for it in items
     ]
-    todo = [i for i, k in enumerate(keys) if k not in cache]
+    all_todo = [i for i, k in enumerate(keys) if k not in cache]
     if loaded is None:  # run_benchmarks checked every benchmark's files before generating any
-        check_files(spec.name, spec.images, [items[i] for i in todo])
-    n_cached = len(items) - len(todo)
+        check_files(spec.name, spec.images, [items[i] for i in all_todo])
+    todo = ranks.shard(all_todo)
+    n_cached = len(items) - len(all_todo)
     log.info("%s: %d items, %d cached, %d to generate", spec.name, len(items), n_cached, len(todo))
     task = None
     if progress is not None:
@@ -368,6 +343,12 @@ def run_benchmark(
         if task is not None:
             progress.advance(task, len(chunk))
     gen_seconds = time.perf_counter() - t0
+    if ranks.world > 1:
+        ranks.barrier()  # every process's answers are on disk
+        if not ranks.is_main:
+            return None
+        n_merged = merge_rank_files(cache)
+        log.info("%s: %d of %d answers came from the other processes", spec.name, n_merged, len(all_todo))
 
     preds = {it.item_id: r for it, k in zip(items, keys, strict=True) if (r := cache.get(k)) is not None}
     # Every item was answered above; "wrong" makes any gap visible as n_missing instead of a crash.
@@ -387,12 +368,13 @@ def run_benchmark(
         scores,
         groups_per_category(bench, items),
         n_items=len(items),
-        n_generated=len(todo),
+        n_generated=len(all_todo),
         n_cached=n_cached,
+        n_processes=ranks.world,
         n_unanswered=n_missing,
         **answer_health(bench, preds, items),
         generation_seconds=round(gen_seconds, 3),
-        items_per_s=round(len(todo) / gen_seconds, 2) if todo and gen_seconds > 0 else None,
+        items_per_s=round(len(all_todo) / gen_seconds, 2) if all_todo and gen_seconds > 0 else None,
     )
 
 
@@ -403,10 +385,12 @@ def run_benchmarks(
     model_dir: str | os.PathLike | None = None,
     answer_fn: AnswerFn | None = None,
     model_id: str | None = None,
+    source: ModelSource | None = None,
     batch_size: int = 8,
     max_new_tokens: int = 32,
     limit: int | None = None,
     device: str = "cpu",
+    dtype: str = "float32",
     cache_path: str | os.PathLike | None = None,
     chunk_size: int | None = None,
     judge_factory: Callable[[], Any] | None = None,
@@ -417,12 +401,15 @@ def run_benchmarks(
 
     `protocol`: "paper" or "official" for every benchmark that distinguishes them (None: each one's
     default, `paper`). Every benchmark is loaded, and the images of what still needs an answer are
-    checked, before anything is generated. Give `model_dir` (loaded with plain transformers only if
-    something is not cached) or `answer_fn` with a `model_id` naming what answers (it replaces the fingerprint in the cache key).
-    Answers are cached every `chunk_size` items (default: 8 batches).
+    checked, before anything is generated. Give `model_dir` (any registered model family, loaded only
+    if something is not cached), a `source` (`vitune.models`: a checkpoint or an OpenAI-compatible
+    server), or `answer_fn` with a `model_id` naming what answers (it replaces the fingerprint in the
+    cache key). Answers are cached every `chunk_size` items (default: 8 batches). Under `accelerate
+    launch` every process answers a shard and process 0 scores (`vitune.eval.parallel`); the others
+    return an empty `benchmarks` mapping.
     """
-    if (model_dir is None) == (answer_fn is None):
-        raise ValueError("give exactly one of model_dir and answer_fn")
+    if sum(x is not None for x in (model_dir, answer_fn, source)) != 1:
+        raise ValueError("give exactly one of model_dir, source and answer_fn")
     if answer_fn is not None and not model_id:
         raise ValueError("answer_fn needs a model_id (the cache key's model identity)")
     names = [s.name for s in specs]
@@ -430,10 +417,20 @@ def run_benchmarks(
         raise ValueError(f"a benchmark is given twice: {names}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    fingerprint = model_fingerprint(model_dir) if model_dir is not None else str(model_id)
-    template = saved_template(model_dir)
-    params = generation_params(max_new_tokens, template)
-    cache = ResponseCache(cache_path if cache_path is not None else out / CACHE_FILE)
+    ranks = current_ranks()
+    if model_dir is not None:
+        source = local_source(
+            model_dir,
+            device=ranks.device(device),
+            dtype=dtype,
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+        )
+    fingerprint = source.identity() if source is not None else str(model_id)
+    params = (
+        source.params() if source is not None else generation_params(max_new_tokens, saved_template(None))
+    )
+    cache = _open_cache(Path(cache_path) if cache_path is not None else out / CACHE_FILE, ranks)
 
     # Every benchmark's files are read and checked before anything is generated.
     prepared = [load_benchmark(s, protocol=protocol, limit=limit) for s in specs]
@@ -446,7 +443,7 @@ def run_benchmarks(
 
     # Fail before any generation when a judged benchmark has no judge; build the judge only if needed.
     judge = None
-    if any(bench.needs_judge for bench, _ in prepared):
+    if ranks.is_main and any(bench.needs_judge for bench, _ in prepared):
         if judge_factory is None:
             raise ValueError(
                 "a benchmark needs an LLM judge: give judge options (--judge-base-url, --judge-model)"
@@ -458,23 +455,14 @@ def run_benchmarks(
     def get_answer_fn() -> AnswerFn:
         # The model is loaded at the first item the cache cannot answer, and once for all benchmarks.
         if not loaded:
-            from vitune.eval.generate import Generator
-
-            loaded.append(
-                Generator.from_dir(
-                    model_dir,
-                    device=device,
-                    batch_size=batch_size,
-                    max_new_tokens=max_new_tokens,
-                    template=template,
-                )  # type: ignore[arg-type]
-            )
+            assert source is not None
+            loaded.append(source.open())
         return loaded[0]
 
-    results = _previous_results(out, fingerprint, params, limit)
+    results = _previous_results(out, fingerprint, params, limit) if ranks.is_main else {"benchmarks": {}}
     results.update(
         {
-            "model": str(Path(model_dir).resolve()) if model_dir is not None else str(model_id),
+            "model": source.describe() if source is not None else str(model_id),
             "model_fingerprint": fingerprint,
             "params": params,
             "limit": limit,
@@ -482,7 +470,7 @@ def run_benchmarks(
         }
     )
     progress = None
-    if show_progress:
+    if show_progress and ranks.is_main:
         from vitune.utils.progress import make_progress
 
         progress = make_progress()
@@ -501,7 +489,10 @@ def run_benchmarks(
                 judge=judge,
                 progress=progress,
                 loaded=done,
+                ranks=ranks,
             )
+            if summary is None:  # a data-parallel process other than 0: it only answers
+                continue
             results["benchmarks"][spec.name] = summary
             # Written after each benchmark: a later failure keeps the finished ones' results.
             write_results(out, results)
@@ -511,6 +502,21 @@ def run_benchmarks(
         if judge is not None and hasattr(judge, "close"):
             judge.close()
     return results
+
+
+def _open_cache(path: Path, ranks: Ranks) -> ResponseCache:
+    """The response cache; under a data-parallel launch, process 0 first merges what the processes of
+    an earlier (killed) run left in rank files, and the others write to their own rank file."""
+    if ranks.world == 1 and not leftover_rank_files(path):
+        return ResponseCache(path)
+    if ranks.is_main:
+        cache = ResponseCache(path)
+        merge_rank_files(cache)
+    ranks.barrier()  # process 0's merge (and any cut of a partial row) is done before others read
+    if not ranks.is_main:
+        cache = ResponseCache(path, write_path=rank_file(path, ranks.rank))
+    ranks.barrier()  # everyone has read the cache before process 0 appends to it
+    return cache
 
 
 def _previous_results(

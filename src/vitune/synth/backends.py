@@ -201,12 +201,12 @@ class OpenAIBackend(Backend):
         errs = self.stats["errors"]
         errs[kind] = errs.get(kind, 0) + 1
 
-    async def _attempt(self, req: SynthRequest) -> ChatResult:
+    async def _attempt(self, key: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> ChatResult:
         slots = self._ensure()
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": req.messages,
-            **req.params,
+            "messages": messages,
+            **params,
             **self.extra_body,
         }
         if self.seed is not None:
@@ -220,7 +220,7 @@ class OpenAIBackend(Backend):
                 resp = await client.post(
                     f"{self.base_url}/chat/completions",
                     content=json.dumps(body),
-                    headers={KEY_HEADER: req.key},
+                    headers={KEY_HEADER: key},
                 )
             except httpx.TimeoutException as e:
                 self._count_error("timeout")
@@ -257,6 +257,13 @@ class OpenAIBackend(Backend):
         )
 
     async def complete(self, req: SynthRequest) -> ChatResult:
+        return await self.chat(req.messages, req.params, key=req.key)
+
+    async def chat(
+        self, messages: list[dict[str, Any]], params: dict[str, Any], *, key: str = ""
+    ) -> ChatResult:
+        """One chat completion of `messages` (OpenAI's format, images as `image_url` parts) with the
+        request fields `params`, retried as the module doc says; `key` is sent for server logs."""
         attempts = 0
         try:
             async for attempt in AsyncRetrying(
@@ -269,7 +276,7 @@ class OpenAIBackend(Backend):
                     attempts += 1
                     if attempts > 1:
                         self.stats["retries"] += 1
-                    result = await self._attempt(req)
+                    result = await self._attempt(key, messages, params)
                     result.attempts = attempts
                     return result
         except RetryableError as e:

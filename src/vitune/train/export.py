@@ -18,8 +18,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
-from transformers import AutoProcessor, LlavaForConditionalGeneration
+from transformers import LlavaForConditionalGeneration
+
+from vitune.models.llava import load_pretrained  # noqa: F401  (its one definition; re-exported here)
 
 
 def save_pretrained(
@@ -76,13 +77,3 @@ def _check_exportable(model: Any, processor: Any) -> None:
         raise ValueError("the tokenizer has no pad token; batched inference would fail")
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tok.pad_token_id
-
-
-def load_pretrained(
-    model_dir: str | os.PathLike, *, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
-) -> tuple[LlavaForConditionalGeneration, Any]:
-    """Reload with plain transformers (what any downstream user would do), local files only."""
-    model = LlavaForConditionalGeneration.from_pretrained(model_dir, dtype=dtype, local_files_only=True)
-    model.to(device).eval()
-    processor = AutoProcessor.from_pretrained(model_dir, local_files_only=True)
-    return model, processor

@@ -1,0 +1,68 @@
+"""The backend interface: what a generation request is (`GenItem`), what answers it (`AnswerFn`) and
+what describes a model to the eval cache without loading it (`ModelSource`)."""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from vitune.utils.hashing import dir_fingerprint
+
+# Every file of a saved checkpoint that changes what it answers (weights, configs, tokenizer, processor).
+MODEL_FILES = (
+    "*.safetensors",
+    "*.bin",
+    "config.json",
+    "generation_config.json",
+    "tokenizer*.json",
+    "special_tokens_map.json",
+    "preprocessor_config.json",
+    "processor_config.json",
+    "chat_template*",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class GenItem:
+    """One single-turn request: a user message and an optional image (path or loaded PIL image)."""
+
+    text: str
+    image: str | os.PathLike | Image.Image | None = None
+
+
+# Anything that answers GenItems in input order: a backend's generator, or a stub in tests.
+AnswerFn = Callable[[Sequence[Any]], list[str]]
+
+
+def model_fingerprint(model_dir: str | os.PathLike) -> str:
+    """Names, sizes and mtimes of the files that change a checkpoint's answers (see `MODEL_FILES`)."""
+    path = Path(model_dir)
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(f"{model_dir}: not a saved model (no config.json)")
+    return dir_fingerprint(path, MODEL_FILES)
+
+
+class ModelSource(ABC):
+    """What answers benchmark items. `identity` and `params` are cheap (cache keys); `open` loads."""
+
+    @abstractmethod
+    def identity(self) -> str:
+        """The model part of every cache key: a checkpoint fingerprint, or a served model's name."""
+
+    @abstractmethod
+    def params(self) -> dict[str, Any]:
+        """Everything besides the model that changes an answer (prompt format, token budget, decoding)."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """What results.json names as the model (a resolved folder, or `name @ url`)."""
+
+    @abstractmethod
+    def open(self) -> AnswerFn:
+        """Load the model (or connect) and return its answer function."""

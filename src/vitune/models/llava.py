@@ -1,0 +1,239 @@
+"""The vitune / LLaVA backend: batched greedy generation with a saved Llava model, giving the same
+answers as batch size 1 (`vitune.eval.generate` re-exports it: serve and older code import it there).
+
+The model and processor are loaded with plain transformers (`LlavaForConditionalGeneration` +
+`AutoProcessor`), i.e. exactly what a user of the exported model gets. Prompts are LLaVA's
+(`generation_prompt`, identical to the checkpoint's saved chat template), images go through
+`load_rgb -> expand2square -> processor` as in training.
+
+Why batching does not change answers:
+
+- LEFT padding, so every prompt ends at the last column and the first generated token of every row
+  is predicted from its own last prompt token; transformers derives position ids from the
+  attention mask (cumsum - 1), so a padded row sees positions 0..n-1 just like batch 1.
+- Greedy decoding (`do_sample=False`, one beam) and float32 by default: no sampling noise, and the
+  tiny numeric differences of a different matmul shape stay far below the gap between logits.
+- Items are sorted by (modality, prompt length) into batches, which also minimises padding; the
+  answers are returned in input order.
+
+Sampling (`Generator.sample`, what `vitune serve` uses for temperature > 0) is one prompt per
+`generate` call: transformers' `generate` takes no RNG of its own (it draws with `torch.multinomial`
+from torch's global generator), so a batch would make an answer depend on its batch-mates. The
+global RNG is seeded from the request's seed inside `torch.random.fork_rng`, so the same prompt and
+seed give the same answer and the caller's RNG state is left as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from PIL import Image
+from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+from vitune.data.images import expand2square, load_rgb, pad_color
+from vitune.models.base import GenItem
+from vitune.train.templates import chat_template_name, generation_prompt
+
+
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    """Sampling settings of one request (`Generator.sample`): OpenAI's meaning, no top-k."""
+
+    temperature: float  # > 0
+    top_p: float = 1.0  # 0 < top_p <= 1
+    seed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """One answer with what an API reports about it (`Generator.complete`)."""
+
+    text: str
+    n_tokens: int  # new tokens, the stop token included, the padding after it not
+    stopped: bool  # True: ended on an eos token; False: cut off at max_new_tokens
+
+
+def load_pretrained(
+    model_dir: str | os.PathLike, *, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
+) -> tuple[LlavaForConditionalGeneration, Any]:
+    """Reload with plain transformers (what any downstream user would do), local files only."""
+    model = LlavaForConditionalGeneration.from_pretrained(model_dir, dtype=dtype, local_files_only=True)
+    model.to(device).eval()
+    processor = AutoProcessor.from_pretrained(model_dir, local_files_only=True)
+    return model, processor
+
+
+def _prepare_image(image: str | os.PathLike | Image.Image, image_processor: object) -> Image.Image:
+    img = image if isinstance(image, Image.Image) else load_rgb(image)
+    return expand2square(img.convert("RGB"), pad_color(image_processor))
+
+
+class Generator:
+    """Greedy, batched, order-preserving generation for single-turn prompts (and `sample`)."""
+
+    def __init__(
+        self,
+        model: LlavaForConditionalGeneration,
+        processor,
+        *,
+        template: str | None = None,
+        max_new_tokens: int = 32,
+        batch_size: int = 8,
+    ) -> None:
+        """`template=None` takes the template the processor's chat template names (vicuna_v1 if none)."""
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.model = model
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.template = (
+            template or chat_template_name(getattr(processor, "chat_template", None)) or "vicuna_v1"
+        )
+        self.max_new_tokens = max_new_tokens
+        self.batch_size = batch_size
+        # A fast tokenizer must not be used from two threads at once (padding settings are set on
+        # the shared Rust object per call: "Already borrowed"); the prefetch thread encodes while
+        # this one may be decoding the previous batch.
+        self._tokenizer_lock = threading.Lock()
+
+    @classmethod
+    def from_dir(
+        cls,
+        model_dir: str | os.PathLike,
+        *,
+        device: str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        **kwargs,
+    ) -> Generator:
+        model, processor = load_pretrained(model_dir, device=device, dtype=dtype)
+        return cls(model, processor, **kwargs)
+
+    def prompt(self, text: str, has_image: bool) -> str:
+        eos = self.tokenizer.eos_token or "</s>"
+        return generation_prompt(self.template, [("user", text)], has_image, eos)
+
+    def _order(self, prompts: Sequence[str], has_image: Sequence[bool]) -> list[int]:
+        # Text-only and image prompts never share a batch (the processor wants images for all or
+        # none); within a modality, similar lengths share a batch so little padding is needed.
+        lengths = [len(ids) for ids in self.tokenizer(list(prompts), add_special_tokens=True)["input_ids"]]
+        return sorted(range(len(prompts)), key=lambda i: (has_image[i], lengths[i], i))
+
+    def _batches(self, order: list[int], has_image: Sequence[bool]) -> Iterator[list[int]]:
+        batch: list[int] = []
+        for i in order:
+            if batch and (len(batch) == self.batch_size or has_image[batch[0]] != has_image[i]):
+                yield batch
+                batch = []
+            batch.append(i)
+        if batch:
+            yield batch
+
+    def _inputs(self, prompts: list[str], images: list[Image.Image] | None) -> Any:
+        # padding_side as an argument, not by setting the tokenizer's: a training collator that
+        # shares the tokenizer relies on right padding, and this runs on a prefetch thread.
+        with self._tokenizer_lock:
+            inputs = self.processor(
+                images=images, text=prompts, return_tensors="pt", padding=True, padding_side="left"
+            )
+        inputs = inputs.to(self.model.device)
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        return inputs
+
+    def _stop(self, row: torch.Tensor) -> tuple[int, bool]:
+        """(tokens generated, ended on eos) of one row of new tokens; finished rows are padded after eos."""
+        eos = self.model.generation_config.eos_token_id
+        eos_ids = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+        hits = torch.isin(row, torch.tensor(eos_ids, dtype=row.dtype, device=row.device)).nonzero()
+        return (int(hits[0]) + 1, True) if len(hits) else (int(row.shape[0]), False)
+
+    @torch.inference_mode()
+    def _run(self, inputs: Any, sampling: Sampling | None = None) -> list[Completion]:
+        pad_id = self.tokenizer.pad_token_id
+        if pad_id is None:
+            pad_id = self.tokenizer.eos_token_id
+        decoding: dict[str, Any] = dict(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if sampling is not None:
+            # top_k=0, not None: None falls back to transformers' default of 50, which OpenAI's
+            # sampling does not have.
+            decoding = dict(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
+        out = self.model.generate(
+            **inputs,
+            **decoding,
+            num_beams=1,
+            max_new_tokens=self.max_new_tokens,
+            pad_token_id=pad_id,
+            # A preallocated cache: the default dynamic cache concatenates every layer's keys and
+            # values at each step, which at batch 32 on a CPU cost more than the attention itself.
+            cache_implementation="static",
+        )
+        # Left padding: every row's prompt ends at the same column, so new tokens start there.
+        new_tokens = out[:, inputs["input_ids"].shape[1] :]
+        with self._tokenizer_lock:
+            texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        return [Completion(t.strip(), *self._stop(row)) for t, row in zip(texts, new_tokens, strict=True)]
+
+    def answer(self, prompts: Sequence[str], images: Sequence[Any]) -> list[str]:
+        """Answer rendered prompts (`images[i]`: a path, a PIL image, or None for text-only)."""
+        return [c.text for c in self.complete(prompts, images)]
+
+    def complete(self, prompts: Sequence[str], images: Sequence[Any]) -> list[Completion]:
+        """`answer`, with each answer's token count and whether it ended on eos (for an API's usage).
+
+        Batches go in length order; results come back in input order. Images are loaded per batch
+        (a 100K-question run never holds them all), and the next batch's images are loaded and
+        processed on a thread while the current batch generates: PIL and the image processor
+        release the GIL for most of that work, so it overlaps the model instead of adding to it.
+        """
+        if not prompts:
+            return []
+        has_image = [im is not None for im in images]
+        batches = list(self._batches(self._order(prompts, has_image), has_image))
+
+        def prepare(batch: list[int]) -> Any:
+            imgs = (
+                [_prepare_image(images[i], self.processor.image_processor) for i in batch]
+                if has_image[batch[0]]
+                else None
+            )
+            return self._inputs([prompts[i] for i in batch], imgs)
+
+        answers: list[Completion] = [Completion("", 0, False)] * len(prompts)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(prepare, batches[0])
+            for k, batch in enumerate(batches):
+                inputs = pending.result()
+                if k + 1 < len(batches):
+                    pending = pool.submit(prepare, batches[k + 1])
+                for i, done in zip(batch, self._run(inputs), strict=True):
+                    answers[i] = done
+        return answers
+
+    def sample(self, prompt: str, image: Any, sampling: Sampling) -> Completion:
+        """One rendered prompt answered by sampling, alone; reproducible given `sampling.seed`.
+
+        Run it on the thread that owns the model: it seeds torch's global RNG (restored afterwards),
+        which another thread drawing from it meanwhile would disturb.
+        """
+        if not sampling.temperature > 0 or not 0 < sampling.top_p <= 1:
+            raise ValueError(f"sampling needs temperature > 0 and 0 < top_p <= 1, got {sampling}")
+        imgs = None if image is None else [_prepare_image(image, self.processor.image_processor)]
+        inputs = self._inputs([prompt], imgs)
+        cuda = [self.model.device.index or 0] if self.model.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(sampling.seed)
+            return self._run(inputs, sampling)[0]
+
+    def generate(self, items: Sequence[GenItem]) -> list[str]:
+        """Answer every item; the result is in input order and does not depend on `batch_size`."""
+        has_image = [it.image is not None for it in items]
+        prompts = [self.prompt(it.text, h) for it, h in zip(items, has_image, strict=True)]
+        return self.answer(prompts, [it.image for it in items])
+
+    __call__ = generate
