@@ -270,3 +270,54 @@ def test_set_overrides_are_validated_like_the_file(tmp_path):
             apply_sets(spec, [bad])
     with pytest.raises(RecipeError, match=r"stages\.0\.lr"):
         parse_recipe(apply_sets(spec, ["stages.finetune.lr=-1"]))
+
+
+def test_cli_plan_and_overrides_on_the_tiny_recipe(tiny_world, tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from recipe_helpers import tiny_recipe
+    from vitune.cli import app
+
+    world, data = tiny_world
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tiny_recipe(world, data)), encoding="utf-8")
+    runner = CliRunner()
+
+    res = runner.invoke(app, ["train", str(path), "--plan", "--gpu-mem", "1GB"])
+    assert res.exit_code == 0, res.output
+    out = res.stdout  # the plan is data: stdout
+    for line in ("stage vision (dense_vision)", "stage align (instruct)", "stage stage1 (instruct)"):
+        assert line in out
+    assert "steps       6 (max_steps 6" in out and "verdict: every stage fits" in out
+    assert "characters per token" in out  # a preset's tokenizer does not exist yet: said to be an estimate
+
+    res = runner.invoke(app, ["train", str(path), "--plan", "--set", "stages.stage1.max_steps=3"])
+    assert res.exit_code == 0 and "steps       3 (max_steps 3" in res.stdout
+    res = runner.invoke(app, ["train", str(path), "--plan", "--max-steps", "2", "--strategy", "ddp"])
+    assert res.exit_code == 0 and res.stdout.count("(max_steps 2;") == 3
+    assert "ddp on 1 process(es)" in res.stdout
+
+    bad = runner.invoke(app, ["train", str(path), "--plan", "--set", "stages.stage1.lr=-1"])
+    assert bad.exit_code == 2 and "stages.2.lr" in bad.output and "--set stages.stage1.lr=-1" in bad.output
+    assert "Traceback" not in bad.output
+    odd = runner.invoke(app, ["train", str(path), "--plan", "--processes", "3"])
+    assert odd.exit_code == 2 and "not divisible by per_device_batch 2 x 3 processes" in odd.output
+
+
+def test_cli_train_refuses_missing_data_before_loading_anything(tmp_path):
+    from typer.testing import CliRunner
+
+    from vitune.cli import app
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "name: r\nmodel: {vision_tower: nowhere/v, llm: nowhere/l}\n"
+        "stages: [{name: s, data: [{path: missing.json, image_root: imgs}]}]\n",
+        encoding="utf-8",
+    )
+    res = CliRunner().invoke(app, ["train", str(recipe), "--out", str(tmp_path / "run")])
+    assert res.exit_code == 2, res.output
+    assert f"stages.s.data[0].path: {tmp_path / 'missing.json'} does not exist" in res.output
+    assert "stages.s.data[0].image_root" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "run").exists()  # nothing was built

@@ -450,7 +450,8 @@ def human(n: float, unit: str = "") -> str:
 
 
 def gib(n: float) -> str:
-    return f"{n / GiB:.1f} GiB"
+    """Bytes in GiB, or MiB below one GiB (a tiny recipe's numbers stay readable)."""
+    return f"{n / GiB:.1f} GiB" if n >= GiB or n == 0 else f"{n / 2**20:.1f} MiB"
 
 
 def _data_line(sp: StagePlan) -> str:
@@ -482,7 +483,9 @@ def format_stage(sp: StagePlan, plan: Plan) -> list[str]:
     lines = [
         f"stage {sp.name} ({sp.kind})",
         f"  samples     {_data_line(sp)}",
-        f"  tokens      {human(sp.tokens_per_step)} per optimizer step, {sp.images_per_step:,.0f} images",
+        f"  tokens      {human(sp.tokens_per_step)} per optimizer step, {sp.images_per_step:,.0f} images"
+        if sp.kind != "dense_vision"
+        else f"  images      {sp.images_per_step:,.0f} per optimizer step",
         f"  steps       {sp.steps:,} ({sp.steps_note}; gradient accumulation {sp.grad_accum})",
         f"  trainable   {human(p['trainable'])} of {human(p['total'])}: {parts}",
         f"  FLOPs/step  {sp.flops['model']:.3g} (+{sp.flops['recompute']:.3g} recomputed with checkpointing)",
