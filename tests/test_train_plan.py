@@ -321,3 +321,40 @@ def test_cli_train_refuses_missing_data_before_loading_anything(tmp_path):
     assert f"stages.s.data[0].path: {tmp_path / 'missing.json'} does not exist" in res.output
     assert "stages.s.data[0].image_root" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "run").exists()  # nothing was built
+
+
+def test_a_frozen_llm_under_a_trained_projector_is_checkpointed():
+    """The align stage's frozen LLM keeps activations (gradients pass through it to the projector),
+    so gradient checkpointing recomputes it, and the projector's gradients stay the same."""
+    import torch
+
+    from vitune.train.model import build_model
+    from vitune.train.tokenizer import image_token_id, train_tokenizer
+    from vitune.train.trainable import checkpointed_parts, enable_gradient_checkpointing, set_trainable_parts
+
+    modes = {"vision": "frozen", "projector": "full", "llm": "frozen"}
+    assert checkpointed_parts(modes) == {"vision": False, "llm": True}
+    assert checkpointed_parts({"vision": "frozen", "projector": "frozen", "llm": "lora"})["vision"] is False
+    tok = train_tokenizer(["a red circle and a blue square on the left"] * 20, vocab_size=300)
+    model, _ = set_trainable_parts(build_model("micro", tok, seed=0), modes)
+    model.train()
+    ids = torch.tensor([[tok.bos_token_id] + [image_token_id(tok)] * 16 + tok.encode("a red circle")])
+    pixels = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    mlp = model.model.language_model.layers[0].mlp
+    calls, forward = [], mlp.forward
+    mlp.forward = lambda *a, **k: calls.append(1) or forward(*a, **k)
+
+    def grads() -> tuple[int, dict]:
+        calls.clear()
+        model(input_ids=ids, pixel_values=pixels).logits.float().square().mean().backward()
+        out = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        model.zero_grad(set_to_none=True)
+        return len(calls), out
+
+    n0, g0 = grads()
+    enable_gradient_checkpointing(model, **checkpointed_parts(modes))
+    n1, g1 = grads()
+    assert (n0, n1) == (1, 2)  # the frozen layer was recomputed in the backward pass
+    assert g0.keys() == g1.keys() and all("multi_modal_projector" in n for n in g0)
+    for n, g in g0.items():
+        torch.testing.assert_close(g1[n], g, rtol=1e-5, atol=1e-7, msg=n)

@@ -306,6 +306,7 @@ def plan_stage(
 ) -> StagePlan:
     """Steps, FLOPs per optimizer step and memory per GPU of one stage."""
     from vitune.train.cost import StepLoad, activation_bytes, gathered_bytes, state_bytes, step_flops
+    from vitune.train.trainable import checkpointed_parts
 
     dense = st.kind == "dense_vision"
     # A dense_vision stage runs on the main process alone, whatever the launch.
@@ -330,7 +331,7 @@ def plan_stage(
     )
     report = _trainable(info["config"], st)
     modes = st.train.model_dump()
-    ckpt = {p: st.gradient_checkpointing and modes[p] != "frozen" for p in ("vision", "llm")}
+    ckpt = {p: st.gradient_checkpointing and on for p, on in checkpointed_parts(modes).items()}
     lora = {p: report[p]["lora"] for p in ("vision", "llm")}
     flops = step_flops(shapes, modes, load, lora=lora, checkpointing=ckpt, dense=dense)
     half = _half(st, launch)
@@ -350,7 +351,7 @@ def plan_stage(
             modes,
             worst,
             half=half,
-            checkpointing={p: on and modes[p] != "frozen" for p in ckpt},
+            checkpointing={p: on and c for p, c in checkpointed_parts(modes).items()},
             dense=dense,
         )
         for on in (False, True)
