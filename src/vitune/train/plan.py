@@ -467,10 +467,12 @@ def _data_line(sp: StagePlan) -> str:
         kept += f", ~{d.kept:,.0f} kept ({d.rejected} of {d.measured:,} measured rejected: {reasons})"
     how = "exact" if d.exact else f"estimate from {d.measured:,} samples"
     if d.method == "characters":
-        how = f"estimate from {d.measured:,} samples at {CHARS_PER_TOKEN:g} characters per token (no tokenizer yet)"
+        how = f"estimate from {d.measured:,} samples at {CHARS_PER_TOKEN:g} characters per token: no tokenizer found locally"
     line = f"{kept}; {d.mean_tokens:,.0f} tokens per sample, {d.image_frac:.0%} with an image ({how})"
     if d.missing_images:
         line += f"; {d.missing_images} of the measured samples' images are missing"
+    if not d.lengths:
+        line += "; NOTHING TO TRAIN ON: the run would stop at this stage"
     return line
 
 
