@@ -2,7 +2,8 @@
 
 A LLaVA of CLIP ViT-L/14-336 (576 image tokens) + a 1.5B (Qwen2-1.5B's shapes) and a 7B
 (Llama-2-7B / Vicuna-7B's shapes) LLM, built from configs with random weights (no download), trains
-LLaVA's finetune (tower frozen, projector + LLM full) with vitune's own pieces: the config from
+LLaVA's finetune (tower frozen, projector full, the 1.5B LLM full, the 7B with LoRA r 128: a full 7B
+finetune needs more than one GPU's memory) with vitune's own pieces: the config from
 `compose.llava_config`, parts set by `trainable.set_trainable_parts`, gradient checkpointing by
 `trainable.checkpointed_parts`, packed rows (`packing.PackedBatchSampler` + `collate_packed`,
 block-diagonal 4D mask, sdpa attention) and the training loop itself (`loop.train`: fp32 master
@@ -38,11 +39,17 @@ import torch
 from vitune.train.compose import llava_config
 from vitune.train.cost import StepLoad, activation_bytes, shapes_of, state_bytes, step_flops
 from vitune.train.loop import TrainConfig, make_accelerator, train
+from vitune.train.lora import LoraSettings
 from vitune.train.meta import KNOWN_CONFIGS
 from vitune.train.packing import PackedBatchSampler, PackedDataset, collate_packed
 from vitune.train.trainable import checkpointed_parts, enable_gradient_checkpointing, set_trainable_parts
 
-MODES = {"vision": "frozen", "projector": "full", "llm": "full"}  # LLaVA's finetune
+
+def modes(llm: str) -> dict[str, str]:
+    """LLaVA's finetune: tower frozen, projector full, the LLM full or LoRA."""
+    return {"vision": "frozen", "projector": "full", "llm": llm}
+
+
 H200_BF16_TFLOPS = 989.0  # dense, no sparsity
 
 QWEN2_1_5B = {
@@ -97,7 +104,9 @@ class Setting:
     """One size class of the benchmark: the shapes, the data and the batch."""
 
     vision: dict[str, Any]
-    llms: dict[str, tuple[dict[str, Any], int, int]]  # name -> (config, max_length, rows per micro-batch)
+    # name -> (config, max_length, rows per micro-batch, how the LLM trains)
+    llms: dict[str, tuple[dict[str, Any], int, int, str]]
+    lora_r: int
     samples: int
     steps: int
     warmup: int
@@ -108,7 +117,11 @@ class Setting:
 def real_setting(steps: int) -> Setting:
     return Setting(
         CLIP_L_336,
-        {"qwen2-1.5b": (QWEN2_1_5B, 4096, 2), "llama-7b": (LLAMA_7B, 2048, 2)},
+        # A full 7B finetune keeps 16 bytes per parameter (fp32 master weights, gradients, AdamW)
+        # plus AdamW's foreach temporaries: beyond one GPU, so the 7B trains LoRA (LLaVA-1.5's
+        # variant, r 128, alpha 256) as one GPU would; `vitune train --plan` sizes the full one.
+        {"qwen2-1.5b": (QWEN2_1_5B, 4096, 2, "full"), "llama-7b-lora": (LLAMA_7B, 2048, 2, "lora")},
+        lora_r=128,
         samples=600,
         steps=steps,
         warmup=2,
@@ -118,8 +131,11 @@ def real_setting(steps: int) -> Setting:
 
 
 def tiny_setting(steps: int) -> Setting:
-    tiny = {name: (cfg, 128, 2) for name, cfg in TINY_LLMS.items()}
-    return Setting(TINY_VISION, tiny, samples=12, steps=steps, warmup=1, grad_accum=1, device="cpu")
+    tiny = {
+        "tiny-qwen2": (TINY_LLMS["tiny-qwen2"], 128, 2, "full"),
+        "tiny-llama": (TINY_LLMS["tiny-llama"], 128, 2, "lora"),
+    }
+    return Setting(TINY_VISION, tiny, 4, samples=12, steps=steps, warmup=1, grad_accum=1, device="cpu")
 
 
 def build_config(vision: dict[str, Any], llm: dict[str, Any]) -> Any:
@@ -149,7 +165,9 @@ def make_samples(config: Any, n: int, max_length: int, seed: int = 0) -> list[di
     return out
 
 
-def flops_per_token(shapes: dict[str, Any], samples: list[dict[str, Any]], config: Any, ckpt: bool) -> float:
+def flops_per_token(
+    shapes: dict[str, Any], samples: list[dict[str, Any]], config: Any, mode: dict[str, str], lora: int
+) -> float:
     tokens = sum(len(s["input_ids"]) for s in samples)
     images = sum(s["pixel_values"] is not None for s in samples)
     vc = config.vision_config
@@ -160,14 +178,20 @@ def flops_per_token(shapes: dict[str, Any], samples: list[dict[str, Any]], confi
         (vc.image_size // vc.patch_size) ** 2 + 1,
         config.image_seq_length,
     )
-    parts = {p: ckpt and on for p, on in checkpointed_parts(MODES).items()}
-    return step_flops(shapes, MODES, load, checkpointing=parts)["model"] / tokens
+    return step_flops(shapes, mode, load, lora={"llm": lora})["model"] / tokens
 
 
 def plan_memory(
-    shapes: dict[str, Any], model: Any, config: Any, samples, max_length: int, rows: int, ckpt: bool
+    shapes: dict[str, Any],
+    model: Any,
+    config: Any,
+    samples: list[dict[str, Any]],
+    run: tuple[int, int, dict[str, str]],
+    ckpt: bool,
 ) -> float:
-    """The plan's bytes per GPU for this run (1 GPU, bf16 autocast, fp32 master weights)."""
+    """The plan's bytes per GPU for this run (1 GPU, bf16 autocast, fp32 master weights);
+    `run` = (max_length, rows per micro-batch, modes)."""
+    max_length, rows, mode = run
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     mean = sum(len(s["input_ids"]) for s in samples) / len(samples)
@@ -180,15 +204,16 @@ def plan_memory(
         (vc.image_size // vc.patch_size) ** 2 + 1,
         config.image_seq_length,
     )
-    parts = {p: ckpt and on for p, on in checkpointed_parts(MODES).items()}
-    act = activation_bytes(shapes, MODES, worst, half=True, checkpointing=parts)
+    parts = {p: ckpt and on for p, on in checkpointed_parts(mode).items()}
+    act = activation_bytes(shapes, mode, worst, half=True, checkpointing=parts)
     return sum(state_bytes(total, trainable, "single", 1, half=True).values()) + act
 
 
 def run_one(setting: Setting, name: str, ckpt: bool, peak_tflops: float) -> dict[str, Any]:
     from transformers import LlavaForConditionalGeneration
 
-    llm, max_length, rows = setting.llms[name]
+    llm, max_length, rows, llm_mode = setting.llms[name]
+    mode = modes(llm_mode)
     config = build_config(setting.vision, llm)
     cuda = setting.device == "cuda"
     if cuda:
@@ -197,13 +222,14 @@ def run_one(setting: Setting, name: str, ckpt: bool, peak_tflops: float) -> dict
     torch.manual_seed(0)
     with torch.device(setting.device):
         model = LlavaForConditionalGeneration._from_config(config, attn_implementation="sdpa")
-    model, _ = set_trainable_parts(model, MODES)
+    shapes = shapes_of(model)  # before LoRA: adapters are counted apart
+    lora = LoraSettings(r=setting.lora_r, alpha=2 * setting.lora_r)
+    model, report = set_trainable_parts(model, mode, lora)
     if ckpt:
-        enable_gradient_checkpointing(model, **checkpointed_parts(MODES))
+        enable_gradient_checkpointing(model, **checkpointed_parts(mode))
     samples = make_samples(config, setting.samples, max_length)
-    shapes = shapes_of(model)
-    per_token = flops_per_token(shapes, samples, config, ckpt)
-    estimate = plan_memory(shapes, model, config, samples, max_length, rows, ckpt)
+    per_token = flops_per_token(shapes, samples, config, mode, report["llm"]["lora"])
+    estimate = plan_memory(shapes, model, config, samples, (max_length, rows, mode), ckpt)
     sampler = PackedBatchSampler([len(s["input_ids"]) for s in samples], max_length, rows, seed=0)
     cfg = TrainConfig(
         lr=1e-5,
@@ -217,7 +243,12 @@ def run_one(setting: Setting, name: str, ckpt: bool, peak_tflops: float) -> dict
     )
     records: list[dict[str, Any]] = []
     acc = make_accelerator(cfg)
-    result: dict[str, Any] = {"llm": name, "checkpointing": ckpt, "plan_estimate_gib": estimate / 2**30}
+    result: dict[str, Any] = {
+        "llm": name,
+        "checkpointing": ckpt,
+        "trainable": report["trainable"],
+        "plan_estimate_gib": estimate / 2**30,
+    }
     try:
         train(
             model,
@@ -228,8 +259,11 @@ def run_one(setting: Setting, name: str, ckpt: bool, peak_tflops: float) -> dict
             plan=sampler.batches,
             accelerator=acc,
         )
-    except torch.cuda.OutOfMemoryError as e:
-        result["error"] = f"out of memory: {str(e).splitlines()[0]}"
+    except RuntimeError as e:  # out of memory included: report it, and go on with the next run
+        if setting.device != "cuda":
+            raise  # on the CPU (the tests) every run must work
+        kind = "out of memory" if isinstance(e, torch.cuda.OutOfMemoryError) else type(e).__name__
+        result["error"] = f"{kind}: {str(e).splitlines()[0][:200]}"
     finally:
         acc.free_memory()
     if "error" not in result:
@@ -246,7 +280,9 @@ def run_one(setting: Setting, name: str, ckpt: bool, peak_tflops: float) -> dict
         )
     result["peak_gpu_gib"] = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
     del model
-    gc.collect()
+    if cuda:  # a 7B model's memory must be back before the next run builds one
+        gc.collect()
+        torch.cuda.empty_cache()
     return result
 
 

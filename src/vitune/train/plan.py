@@ -305,7 +305,7 @@ def plan_stage(
     gpu_mem: int | None,
 ) -> StagePlan:
     """Steps, FLOPs per optimizer step and memory per GPU of one stage."""
-    from vitune.train.cost import StepLoad, activation_bytes, gathered_bytes, state_bytes, step_flops
+    from vitune.train.cost import StepLoad, step_flops
     from vitune.train.trainable import checkpointed_parts
 
     dense = st.kind == "dense_vision"
@@ -335,6 +335,43 @@ def plan_stage(
     lora = {p: report[p]["lora"] for p in ("vision", "llm")}
     flops = step_flops(shapes, modes, load, lora=lora, checkpointing=ckpt, dense=dense)
     half = _half(st, launch)
+    memory = _memory(st, est, launch, shapes, info, report, half)
+    fits = None if gpu_mem is None else memory["total"] <= FIT_FRACTION * gpu_mem
+    return StagePlan(
+        st.name,
+        st.kind,
+        est,
+        micro,
+        accum,
+        steps,
+        note,
+        load.tokens,
+        load.images,
+        report,
+        flops,
+        memory,
+        st.gradient_checkpointing,
+        half,
+        fits,
+    )
+
+
+def _memory(
+    st: StageSpec,
+    est: DataEstimate,
+    launch: Launch,
+    shapes: dict[str, Any],
+    info: dict[str, Any],
+    report: dict[str, Any],
+    half: bool,
+) -> dict[str, float]:
+    """Bytes per GPU: states, gathered layers and the worst micro-batch's activations (with and
+    without gradient checkpointing; `activations` is the stage's own setting)."""
+    from vitune.train.cost import activation_bytes, gathered_bytes, state_bytes
+    from vitune.train.trainable import checkpointed_parts
+
+    modes = st.train.model_dump()
+    dense = st.kind == "dense_vision"
     states = state_bytes(
         report["total"],
         report["trainable"],
@@ -363,24 +400,7 @@ def plan_stage(
         act[True],
     )
     memory["total"] = sum(memory[k] for k in ("weights", "gradients", "optimizer", "gathered", "activations"))
-    fits = None if gpu_mem is None else memory["total"] <= FIT_FRACTION * gpu_mem
-    return StagePlan(
-        st.name,
-        st.kind,
-        est,
-        micro,
-        accum,
-        steps,
-        note,
-        load.tokens,
-        load.images,
-        report,
-        flops,
-        memory,
-        st.gradient_checkpointing,
-        half,
-        fits,
-    )
+    return memory
 
 
 @dataclass
