@@ -358,3 +358,24 @@ def test_a_frozen_llm_under_a_trained_projector_is_checkpointed():
     assert g0.keys() == g1.keys() and all("multi_modal_projector" in n for n in g0)
     for n, g in g0.items():
         torch.testing.assert_close(g1[n], g, rtol=1e-5, atol=1e-7, msg=n)
+
+
+def test_plan_of_a_started_run_uses_its_base_model_and_tokenizer(tiny_world, tmp_path):
+    """With `--out` of a run whose base model exists, the plan counts that model's parameters
+    exactly and encodes with its tokenizer (exact tokens and rejections)."""
+    from recipe_helpers import tiny_recipe
+    from vitune.train.export import load_pretrained
+    from vitune.train.stages import build_base
+
+    world, data = tiny_world
+    recipe = parse_recipe(tiny_recipe(world, data))
+    base = build_base(recipe, tmp_path / "run")
+    plan = plan_recipe(recipe, run_dir=tmp_path / "run")
+    model, _ = load_pretrained(base)
+    assert plan.params["total"] == sum(p.numel() for p in model.parameters())
+    assert "this run's base model" in plan.model_source
+    stage1 = plan.stages[-1]
+    assert stage1.data.method == "tokenizer" and stage1.data.exact
+    assert stage1.params["vision"]["trainable"] == sum(
+        p.numel() for p in model.model.vision_tower.parameters()
+    )
