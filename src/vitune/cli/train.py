@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -120,7 +120,13 @@ def _error(e: Exception) -> None:
 
 
 def _print_plan(
-    rec, out: Path | None, stage: str | None, config_file, processes: int, strategy, gpu_mem
+    rec: Any,
+    out: Path | None,
+    stage: str | None,
+    config_file: Path | None,
+    processes: int,
+    strategy: str | None,
+    gpu_mem: str | None,
 ) -> None:
     """`--plan`: the plan to stdout (data, not a log)."""
     from vitune.train.plan import (
