@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -25,9 +25,33 @@ def train(
         list[str] | None, typer.Option(help="Fill a ${NAME} variable: NAME=VALUE (repeatable).")
     ] = None,
     list_recipes: Annotated[bool, typer.Option("--list", help="List the bundled recipes.")] = False,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="Override a field: stages.NAME.FIELD=VALUE or model.FIELD=VALUE (repeatable)."
+        ),
+    ] = None,
+    max_steps: Annotated[int | None, typer.Option(min=1, help="Cap every stage at N steps.")] = None,
+    time_scale: Annotated[
+        float | None, typer.Option(min=0.01, help="Multiply every stage's time budget.")
+    ] = None,
+    plan: Annotated[
+        bool, typer.Option("--plan", help="Print samples, steps, FLOPs and memory per GPU; train nothing.")
+    ] = False,
+    config_file: Annotated[
+        Path | None, typer.Option(help="--plan: the accelerate config of the launch (configs/accelerate/).")
+    ] = None,
+    processes: Annotated[
+        int, typer.Option(min=1, help="--plan: processes (GPUs) without a config file.")
+    ] = 1,
+    strategy: Annotated[
+        str | None, typer.Option(help="--plan: single, ddp, fsdp, zero2 or zero3 without a config file.")
+    ] = None,
+    gpu_mem: Annotated[str | None, typer.Option(help="--plan: memory of one GPU, e.g. 80GB.")] = None,
 ) -> None:
     """Train a LLaVA model stage by stage (align -> stage 1 -> stage 2 ...) from one recipe file."""
-    from vitune.train.recipe import RecipeError, bundled_recipes, load_recipe
+    from vitune.train.plan import check_paths
+    from vitune.train.recipe import RecipeError, adjust_stages, bundled_recipes, load_recipe
     from vitune.train.stages import run_recipe
 
     if list_recipes or recipe is None:
@@ -40,19 +64,29 @@ def train(
             table.add_row(name, stages, str(path))
         console.print(table)
         return
-    if out is None:
+    if out is None and not plan:
         raise typer.BadParameter("--out is required")
     try:
-        rec = load_recipe(recipe, _parse_vars(var))
+        rec = load_recipe(recipe, _parse_vars(var), set_ or ())
+        if max_steps is not None or time_scale is not None:
+            update = {} if max_steps is None else {"max_steps": max_steps}
+            rec = adjust_stages(rec, update, 1.0 if time_scale is None else time_scale)
+        if plan:
+            _print_plan(rec, out, stage, config_file, processes, strategy, gpu_mem)
+            return
+        problems = check_paths(rec)
+        if problems:
+            raise RecipeError(f"recipe {rec.name!r}:\n  " + "\n  ".join(problems))
     except RecipeError as e:
-        console.print(f"[red]error:[/red] {e}")
+        _error(e)
         raise typer.Exit(2) from None
+    assert out is not None
     main = is_main_process()
     with make_progress(disable=not main) as prog:
         try:
             result = run_recipe(rec, out, only_stage=stage, resume=resume, progress=stage_bars(prog))
         except RecipeError as e:
-            console.print(f"[red]error:[/red] {e}")
+            _error(e)
             raise typer.Exit(2) from None
     if not main:
         return  # under `accelerate launch` the first process reports for all
@@ -76,3 +110,34 @@ def _placeholder_vars(path: Path) -> dict[str, str]:
 
     data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     return {k: "." for k, v in (data.get("variables") or {}).items() if v is None}
+
+
+def _error(e: Exception) -> None:
+    # The message may hold paths or values with square brackets; rich must not read them as markup.
+    # soft_wrap: no line breaks inserted at the terminal's width (paths stay whole).
+    console.print("[red]error:[/red] ", end="")
+    console.print(str(e), markup=False, highlight=False, soft_wrap=True)
+
+
+def _print_plan(
+    rec: Any,
+    out: Path | None,
+    stage: str | None,
+    config_file: Path | None,
+    processes: int,
+    strategy: str | None,
+    gpu_mem: str | None,
+) -> None:
+    """`--plan`: the plan to stdout (data, not a log)."""
+    from vitune.train.plan import (
+        format_plan,
+        launch_from_config,
+        launch_from_options,
+        parse_gpu_mem,
+        plan_recipe,
+    )
+
+    launch = launch_from_config(config_file) if config_file else launch_from_options(processes, strategy)
+    mem = parse_gpu_mem(gpu_mem) if gpu_mem else None
+    result = plan_recipe(rec, launch, gpu_mem=mem, run_dir=out, only_stage=stage)
+    typer.echo(format_plan(result))

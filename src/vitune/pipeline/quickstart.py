@@ -163,7 +163,7 @@ def step_synth(cfg: QuickstartConfig, say: Say) -> dict[str, Any]:
 
 def quickstart_recipe(cfg: QuickstartConfig):
     """The training recipe with the work folder's paths filled in and the overrides applied."""
-    from vitune.train.recipe import load_recipe
+    from vitune.train.recipe import adjust_stages, load_recipe
 
     world = cfg.work / "world"
     variables = {
@@ -173,14 +173,7 @@ def quickstart_recipe(cfg: QuickstartConfig):
         "images": str(WorldLayout(world).image_root),
         "seed": str(cfg.seed),
     }
-    recipe = load_recipe(cfg.recipe, variables)
-    stages = []
-    for st in recipe.stages:
-        update = dict(cfg.stage_overrides)
-        if st.time_budget_s is not None and "time_budget_s" not in update:
-            update["time_budget_s"] = st.time_budget_s * cfg.time_scale
-        stages.append(st.model_copy(update=update))
-    return recipe.model_copy(update={"stages": stages})
+    return adjust_stages(load_recipe(cfg.recipe, variables), cfg.stage_overrides, cfg.time_scale)
 
 
 def step_train(

@@ -404,6 +404,31 @@ def make_projector(config: LlavaConfig, kind: ProjectorType, seed: int) -> Llava
     return proj
 
 
+def llava_config(
+    vision_config: Any,
+    text_config: Any,
+    image_token_index: int,
+    *,
+    extra_tokens: int = 1,
+    projector: ProjectorType = "mlp2x_gelu",
+    vision_feature_layer: int | list[int] = -2,
+    vision_feature_select_strategy: SelectStrategy = "default",
+) -> LlavaConfig:
+    """The Llava config joining a vision and a text config (also what `train/plan.py` builds on the
+    meta device). `extra_tokens`: what the tower emits beyond the patch grid (1: CLIP's CLS)."""
+    grid = (vision_config.image_size // vision_config.patch_size) ** 2
+    return LlavaConfig(
+        vision_config=vision_config,
+        text_config=text_config,
+        image_token_index=image_token_index,
+        image_seq_length=grid + extra_tokens - (vision_feature_select_strategy == "default"),
+        vision_feature_layer=vision_feature_layer,
+        vision_feature_select_strategy=vision_feature_select_strategy,
+        projector_hidden_act="gelu" if projector == "mlp2x_gelu" else "linear",
+        tie_word_embeddings=text_config.get_text_config().tie_word_embeddings,
+    )
+
+
 def compose_llava(
     vision_tower: str | os.PathLike,
     llm: str | os.PathLike,
@@ -450,17 +475,16 @@ def compose_llava(
     info["embedding_rows_added"] = resize_embeddings(lm, len(tokenizer))
     info["vocab_before"] = vocab_before
 
-    n_tokens = (size // vision.config.patch_size) ** 2 + extra - (vision_feature_select_strategy == "default")
-    config = LlavaConfig(
-        vision_config=vision.config,
-        text_config=lm.config,
-        image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
-        image_seq_length=n_tokens,
+    config = llava_config(
+        vision.config,
+        lm.config,
+        tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+        extra_tokens=extra,
+        projector=projector,
         vision_feature_layer=vision_feature_layer,
         vision_feature_select_strategy=vision_feature_select_strategy,
-        projector_hidden_act="gelu" if projector == "mlp2x_gelu" else "linear",
-        tie_word_embeddings=lm.config.get_text_config().tie_word_embeddings,
     )
+    n_tokens = config.image_seq_length
     # The skeleton is built on the meta device (no memory, no init cost: a 7B LLM is not
     # allocated twice), then the pretrained modules are moved in, so nothing is copied or cast.
     with torch.device("meta"):

@@ -72,6 +72,21 @@ def get_preset(name: str) -> Preset:
 
 
 def build_config(preset: str | Preset, tokenizer: PreTrainedTokenizerFast) -> LlavaConfig:
+    return preset_config(
+        preset,
+        len(tokenizer),
+        image_token_id(tokenizer),
+        tokenizer.bos_token_id,
+        tokenizer.eos_token_id,
+        tokenizer.pad_token_id,
+    )
+
+
+def preset_config(
+    preset: str | Preset, vocab_size: int, image_token: int, bos: int | None, eos: int | None, pad: int | None
+) -> LlavaConfig:
+    """`build_config` from the tokenizer's numbers only (the plan sizes a preset before its
+    tokenizer is trained)."""
     p = get_preset(preset) if isinstance(preset, str) else preset
     vision = CLIPVisionConfig(
         image_size=p.image_size,
@@ -83,22 +98,22 @@ def build_config(preset: str | Preset, tokenizer: PreTrainedTokenizerFast) -> Ll
         projection_dim=p.vision_hidden,
     )
     text = LlamaConfig(
-        vocab_size=len(tokenizer),
+        vocab_size=vocab_size,
         hidden_size=p.text_hidden,
         intermediate_size=int(8 * p.text_hidden / 3 + 63) // 64 * 64,  # LLaMA's 8/3 ratio, rounded
         num_hidden_layers=p.text_layers,
         num_attention_heads=p.text_heads,
         num_key_value_heads=p.text_heads,
         max_position_embeddings=p.max_positions,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=bos,
+        eos_token_id=eos,
+        pad_token_id=pad,
         tie_word_embeddings=False,
     )
     return LlavaConfig(
         vision_config=vision,
         text_config=text,
-        image_token_index=image_token_id(tokenizer),
+        image_token_index=image_token,
         image_seq_length=p.image_seq_length,
         vision_feature_layer=p.feature_layer,
         vision_feature_select_strategy="default",

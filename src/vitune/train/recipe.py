@@ -29,9 +29,12 @@ before except the weights.
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, get_args
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from vitune.utils.config import ConfigError, fill_variables, read_yaml, resolve_path, validate
@@ -232,9 +235,14 @@ def parse_recipe(
     return recipe
 
 
-def load_recipe(path: str | Path, variables: dict[str, str] | None = None) -> Recipe:
+def load_recipe(
+    path: str | Path, variables: dict[str, str] | None = None, sets: Sequence[str] = ()
+) -> Recipe:
     """Read and validate a YAML training recipe: a bundled name (relative paths are then relative
-    to the working directory) or a file (relative paths are relative to its folder)."""
+    to the working directory) or a file (relative paths are relative to its folder).
+
+    `sets` are `--set PATH=VALUE` overrides applied to the file's mapping before validation, so an
+    override is checked exactly as the same value written in the file."""
     bundled = bundled_recipes()
     if str(path) in bundled:
         # A bundled recipe's relative paths (from --var) mean the user's working directory.
@@ -242,7 +250,89 @@ def load_recipe(path: str | Path, variables: dict[str, str] | None = None) -> Re
     else:
         file = Path(path)
         base = file.parent
-    return parse_recipe(read_yaml(file, RecipeError), str(file), variables, base_dir=base)
+    data = read_yaml(file, RecipeError)
+    if not sets:
+        return parse_recipe(data, str(file), variables, base_dir=base)
+    data = apply_sets(data, sets, str(file))
+    try:
+        return parse_recipe(data, str(file), variables, base_dir=base)
+    except RecipeError as e:
+        raise RecipeError(f"{e}\n  (with --set {' --set '.join(sets)})") from None
+
+
+def apply_sets(data: object, sets: Sequence[str], source: str = "<recipe>") -> dict[str, Any]:
+    """A copy of the recipe mapping with each `stages.NAME.FIELD=VALUE` / `model.FIELD=VALUE` set.
+
+    VALUE is read as YAML (`2e-5`, `true`, `null`, `[a, b]`, `{vision: frozen}`); FIELD may go
+    deeper (`stages.s1.train.llm=lora`). An unknown stage or field is an error naming it; the values
+    are validated afterwards with the whole recipe."""
+    if not isinstance(data, dict):
+        raise RecipeError(f"{source}: expected a mapping, got {type(data).__name__}")
+    out = copy.deepcopy(data)
+    for item in sets:
+        path, sep, raw = item.partition("=")
+        if not sep or not path:
+            raise RecipeError(f"--set {item!r}: expected stages.NAME.FIELD=VALUE or model.FIELD=VALUE")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            raise RecipeError(f"--set {path}: value {raw!r} is not valid YAML ({e})") from None
+        target, fields, schema = _set_target(out, path.split("."), path)
+        _check_fields(schema, fields, path)
+        for key in fields[:-1]:
+            node = target.get(key)
+            if node is None:
+                node = target[key] = {}
+            if not isinstance(node, dict):
+                raise RecipeError(f"--set {path}: {key!r} is not a mapping in {source}")
+            target = node
+        target[fields[-1]] = value
+    return out
+
+
+def _set_target(data: dict, keys: list[str], path: str) -> tuple[dict, list[str], type[BaseModel]]:
+    if keys[0] == "model" and len(keys) >= 2:
+        model = data.setdefault("model", {})
+        if not isinstance(model, dict):
+            raise RecipeError(f"--set {path}: the recipe's model is not a mapping")
+        return model, keys[1:], ModelSpec
+    if keys[0] == "stages" and len(keys) >= 3:
+        stages = [s for s in data.get("stages") or [] if isinstance(s, dict)]
+        found = [s for s in stages if s.get("name") == keys[1]]
+        if not found:
+            names = [s.get("name") for s in stages]
+            raise RecipeError(f"--set {path}: no stage {keys[1]!r}; stages: {names}")
+        return found[0], keys[2:], StageSpec
+    raise RecipeError(f"--set {path}: expected stages.NAME.FIELD or model.FIELD")
+
+
+def _check_fields(schema: type[BaseModel], fields: list[str], path: str) -> None:
+    """Each level of `fields` must be a field of the (nested) pydantic model."""
+    for k, name in enumerate(fields):
+        if name not in schema.model_fields:
+            raise RecipeError(f"--set {path}: unknown field {name!r}; fields: {sorted(schema.model_fields)}")
+        if k == len(fields) - 1:
+            return
+        annotation = schema.model_fields[name].annotation
+        inner = [
+            a for a in (*get_args(annotation), annotation) if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
+        if not inner:
+            raise RecipeError(f"--set {path}: {name!r} has no sub-fields")
+        schema = inner[0]
+
+
+def adjust_stages(recipe: Recipe, update: dict[str, Any] | None = None, time_scale: float = 1.0) -> Recipe:
+    """The recipe with `update` (e.g. `{"max_steps": 20}`) set on every stage and every stage's time
+    budget multiplied by `time_scale`: `--max-steps` / `--time-scale` of `vitune train` and of the
+    quickstart. The stages are validated again (a RecipeError names the field)."""
+    stages = []
+    for st in recipe.stages:
+        fields = {**st.model_dump(), **(update or {})}
+        if st.time_budget_s is not None and "time_budget_s" not in (update or {}):
+            fields["time_budget_s"] = st.time_budget_s * time_scale
+        stages.append(validate(StageSpec, fields, f"stage {st.name!r}", "stage override", RecipeError))
+    return recipe.model_copy(update={"stages": stages})
 
 
 def bundled_recipes() -> dict[str, Path]:

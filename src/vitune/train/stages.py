@@ -210,13 +210,13 @@ def set_modules(model: Any, st: StageSpec) -> tuple[Any, dict[str, Any]]:
     """Freeze / train / LoRA-adapt the three parts as the stage says (the model comes back
     peft-wrapped when a part is "lora"); returns the model and the logged parameter counts."""
     from vitune.train.lora import LoraSettings
-    from vitune.train.trainable import enable_gradient_checkpointing, set_trainable_parts
+    from vitune.train.trainable import checkpointed_parts, enable_gradient_checkpointing, set_trainable_parts
 
     lora = LoraSettings.coerce(st.lora) if st.lora is not None else None
     model, report = set_trainable_parts(model, st.train.model_dump(), lora)
     if st.gradient_checkpointing:
-        # Only parts that train need their activations recomputed.
-        enable_gradient_checkpointing(model, llm=st.train.llm != "frozen", vision=st.train.vision != "frozen")
+        # The parts that keep activations: trained ones, and a frozen LLM gradients pass through.
+        enable_gradient_checkpointing(model, **checkpointed_parts(st.train.model_dump()))
     return model, report
 
 

@@ -136,6 +136,20 @@ def trainable_by_part(model: nn.Module) -> dict[str, list[nn.Parameter]]:
     return out
 
 
+def checkpointed_parts(modes: Mapping[str, str]) -> dict[str, bool]:
+    """Which parts gradient checkpointing should recompute: those that keep activations for the
+    backward pass, i.e. that train or that gradients pass through to a trained part before them.
+
+    A frozen LLM under a trained projector (LLaVA's align stage) keeps its activations like a
+    trained one (gradients flow back through every layer to the projector): at 32 samples of ~600
+    tokens a frozen 13B LLM keeps ~120 GB of them, so it must be checkpointed too (LLaVA's
+    pretraining runs with gradient checkpointing for this reason). A frozen tower before nothing
+    trainable keeps nothing and is left alone."""
+    vision = modes.get("vision", "frozen") != "frozen"
+    upstream = vision or modes.get("projector", "frozen") != "frozen"
+    return {"vision": vision, "llm": modes.get("llm", "frozen") != "frozen" or upstream}
+
+
 def enable_gradient_checkpointing(model: nn.Module, llm: bool = True, vision: bool = True) -> None:
     """Recompute activations in the backward pass of the LLM (and vision tower) layers.
 
