@@ -6,7 +6,7 @@ by writing a module and importing it below.
 
 from __future__ import annotations
 
-from vitune.cli import data, eval, mix, quickstart, report, serve, train  # noqa: F401  (registers the commands)
+from vitune.cli import data, eval, export, mix, quickstart, report, serve, train  # noqa: F401  (registers the commands)
 from vitune.cli.app import app
 
 
