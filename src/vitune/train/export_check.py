@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,11 +60,18 @@ def default_python() -> str | None:
 
 
 class ProbeFailed(RuntimeError):
-    """The other environment could not load or run the folder (its last error lines are the message)."""
+    """The other environment could not run the probe at all (its last error lines are the message)."""
 
 
-def run_probe_in(python: str, model_dir: str | os.PathLike, out_dir: Path, timeout_s: float = 600) -> None:
-    """Run the probe under `python` (another environment); its failure is raised with its stderr."""
+def run_probes_in(
+    python: str,
+    model_dirs: Sequence[str | os.PathLike],
+    out_root: Path,
+    timeout_s: float = 600,
+    resave: bool = False,
+) -> list[Path]:
+    """Probe `model_dirs` under `python` (another environment) in one interpreter; returns each
+    folder's probe directory (`probe.json` + `tensors.pt`, or `error.txt`; `saved/` with `resave`)."""
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
@@ -71,14 +79,17 @@ def run_probe_in(python: str, model_dir: str | os.PathLike, out_dir: Path, timeo
         "TOKENIZERS_PARALLELISM": "false",
     }
     env.pop("PYTHONPATH", None)  # the other environment must not import this one's packages
-    cmd = [python, str(Path(export_probe.__file__).resolve()), str(model_dir), str(out_dir)]
+    cmd = [python, str(Path(export_probe.__file__).resolve()), str(out_root), *map(str, model_dirs)]
+    if resave:
+        cmd.append("--resave")
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env)
     except FileNotFoundError:
         raise ValueError(f"{python}: no such Python (the environment to check against)") from None
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-        raise ProbeFailed(f"loading under {python} failed (exit {proc.returncode}):\n{tail}")
+        raise ProbeFailed(f"the probe under {python} failed (exit {proc.returncode}):\n{tail}")
+    return [out_root / str(i) for i in range(len(model_dirs))]
 
 
 def compare(
@@ -120,23 +131,45 @@ def compare(
 
 
 def read_probe(d: Path) -> tuple[dict, dict]:
+    """A probe directory written by `export_probe.py`; ProbeFailed with its error if it failed."""
+    if (d / "error.txt").exists():
+        raise ProbeFailed((d / "error.txt").read_text(encoding="utf-8").strip())
     summary = json.loads((d / "probe.json").read_text(encoding="utf-8"))
     return summary, torch.load(d / "tensors.pt", map_location="cpu", weights_only=True)
+
+
+def check_exports(
+    model_dirs: Sequence[str | os.PathLike],
+    python: str,
+    tolerance: float = TOLERANCE,
+    timeout_s: float = 600,
+    keep: Path | None = None,
+) -> list[CheckResult]:
+    """Load each folder here and under `python` (one interpreter start for all); compare (module doc).
+
+    `keep`: a directory to leave the other side's probes in (with its own `save_pretrained` copy of
+    each model under `<i>/saved`), for checking the other direction; by default a temporary one.
+    """
+    for d in model_dirs:
+        if not Path(d, "config.json").exists():
+            raise ValueError(f"{d}: not a model folder (no config.json)")
+    here = [export_probe.run_probe(str(d)) for d in model_dirs]
+    with tempfile.TemporaryDirectory(prefix="vitune-check-") as tmp:
+        root = keep if keep is not None else Path(tmp)
+        outs = run_probes_in(python, model_dirs, root, timeout_s, resave=keep is not None)
+        results = []
+        for d, h, out in zip(model_dirs, here, outs, strict=True):
+            try:
+                results.append(compare(str(d), h, read_probe(out), tolerance))
+            except ProbeFailed as e:
+                failed = CheckResult(str(d), h[0]["transformers"], python, cases=len(h[0]["cases"]))
+                failed.problems.append(f"does not load or run under {python}:\n{e}")
+                results.append(failed)
+    return results
 
 
 def check_export(
     model_dir: str | os.PathLike, python: str, tolerance: float = TOLERANCE, timeout_s: float = 600
 ) -> CheckResult:
-    """Load `model_dir` here and under `python`; compare (see the module doc)."""
-    if not Path(model_dir, "config.json").exists():
-        raise ValueError(f"{model_dir}: not a model folder (no config.json)")
-    here = export_probe.run_probe(str(model_dir))
-    with tempfile.TemporaryDirectory(prefix="vitune-check-") as tmp:
-        try:
-            run_probe_in(python, model_dir, Path(tmp), timeout_s)
-        except ProbeFailed as e:
-            failed = CheckResult(str(model_dir), here[0]["transformers"], python, cases=len(here[0]["cases"]))
-            failed.problems.append(str(e))
-            return failed
-        there = read_probe(Path(tmp))
-    return compare(str(model_dir), here, there, tolerance)
+    """`check_exports` for one folder (what `vitune export --check` runs)."""
+    return check_exports([model_dir], python, tolerance, timeout_s)[0]

@@ -2,15 +2,17 @@
 
 This file is also run as a script by another Python environment (e.g. one with transformers 4.57):
 
-    python export_probe.py MODEL_DIR OUT_DIR [--resave DIR]
+    python export_probe.py OUT_ROOT MODEL_DIR [MODEL_DIR ...] [--resave]
 
 so it imports only the standard library, torch, transformers and Pillow, never vitune, and uses only
 APIs that transformers 4.45+ and 5.x share. It loads the folder the way a user would
 (`AutoProcessor` + `LlavaForConditionalGeneration`, local files only), renders fixed conversations
-with the folder's chat template, and writes `OUT_DIR/probe.json` (versions, loading report, input
-ids, greedy continuations) and `OUT_DIR/tensors.pt` (pixel values and logits per case).
-`export_check.py` compares two such probes. `--resave DIR` also writes the model and processor
-with this version's own `save_pretrained` (the other direction: a checkpoint this version wrote).
+with the folder's chat template, and writes `OUT_ROOT/<i>/probe.json` (versions, loading report,
+input ids, greedy continuations) and `OUT_ROOT/<i>/tensors.pt` (pixel values and logits per case)
+for the i-th folder, or `OUT_ROOT/<i>/error.txt` if it does not load or run (one interpreter start
+probes many folders). `export_check.py` compares two such probes. `--resave` also writes each model
+and processor with this version's own `save_pretrained` into `OUT_ROOT/<i>/saved` (the other
+direction: a checkpoint this version wrote).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import argparse
 import json
 import random
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -100,28 +103,33 @@ def run_probe(model_dir: str, new_tokens: int = NEW_TOKENS) -> tuple[dict[str, A
     return summary, tensors
 
 
-def write_probe(model_dir: str, out_dir: str | Path, resave: str | None = None) -> dict[str, Any]:
+def write_probe(model_dir: str, out_dir: str | Path, resave: bool = False) -> None:
+    """Probe one folder into `out_dir`; an exception is written to `out_dir/error.txt` instead."""
     import torch
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    summary, tensors = run_probe(model_dir)
-    torch.save(tensors, out / "tensors.pt")
-    (out / "probe.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
-    if resave:
-        model, processor, _ = load(model_dir)
-        model.save_pretrained(resave)
-        processor.save_pretrained(resave)
-    return summary
+    try:
+        summary, tensors = run_probe(model_dir)
+        torch.save(tensors, out / "tensors.pt")
+        (out / "probe.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+        if resave:
+            model, processor, _ = load(model_dir)
+            model.save_pretrained(out / "saved")
+            processor.save_pretrained(out / "saved")
+    except Exception:  # reported to the comparing side, which names the folder
+        lines = traceback.format_exc().strip().splitlines()
+        (out / "error.txt").write_text("\n".join(lines[-12:]) + "\n", encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("model_dir")
-    ap.add_argument("out_dir")
-    ap.add_argument("--resave", help="also save the loaded model + processor here with this version")
+    ap.add_argument("out_root")
+    ap.add_argument("model_dirs", nargs="+")
+    ap.add_argument("--resave", action="store_true", help="also save each model with this version")
     args = ap.parse_args(argv)
-    write_probe(args.model_dir, args.out_dir, args.resave)
+    for i, d in enumerate(args.model_dirs):
+        write_probe(d, Path(args.out_root) / str(i), args.resave)
     return 0
 
 
