@@ -66,6 +66,22 @@ def assert_identical(result) -> None:
     assert result.cases == 3 and result.max_logit_diff <= 1e-5
 
 
+def qwen2_export(root: Path) -> Path:
+    """A composed CLIP + Qwen2 LLaVA: tied embeddings, chatml, a tokenizer without BOS."""
+    from test_train_compose_qwen2 import _save_parts
+    from vitune.train.compose import compose_llava
+
+    root.mkdir()
+    _save_parts(root)
+    c = compose_llava(root / "clip", root / "qwen2", chat_template="chatml")
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for w in c.model.parameters():
+            if w.dim() >= 2:
+                w.normal_(0.0, 0.15)
+    return save_pretrained(c.model, c.processor, root / "export")
+
+
 @pytest.fixture(scope="module")
 def checked(tmp_path_factory, tf4):
     """Three folders checked against 4.57 in one interpreter start (each start costs seconds):
@@ -83,8 +99,10 @@ def checked(tmp_path_factory, tf4):
     merged = merge_lora(peft_model)
     lora = save_pretrained(merged, lora_proc, root / "lora")
     old = save_random_llava(root / "old", TEXTS)  # transformers 5.x's own layout
-    results = check_exports([plain, lora, old], tf4, keep=root / "there")
+    qwen2 = qwen2_export(root / "qwen2")
+    results = check_exports([plain, lora, old, qwen2], tf4, keep=root / "there")
     return {
+        "qwen2": (qwen2, None, results[3], root / "there" / "3"),
         "plain": (plain, model, results[0], root / "there" / "0"),
         "lora": (lora, merged, results[1], root / "there" / "1"),
         "old": (old, None, results[2], root / "there" / "2"),
@@ -105,6 +123,12 @@ def test_lora_merged_export_with_changed_tower_is_identical_under_4_57(checked):
     reloaded, _ = load_pretrained(out)
     for k, v in merged.state_dict().items():
         assert torch.equal(v, reloaded.state_dict()[k]), k
+
+
+def test_composed_qwen2_export_with_tied_embeddings_is_identical_under_4_57(checked):
+    out, _, result, _ = checked["qwen2"]
+    assert "language_model.lm_head.weight" not in weight_names(out)  # tied: written once
+    assert_identical(result)
 
 
 def test_old_export_breaks_under_4_57(checked):

@@ -71,7 +71,7 @@ def legacy_key(name: str, tower: str) -> str:
 def legacy_state_dict(model: LlavaForConditionalGeneration) -> tuple[dict[str, torch.Tensor], list[str]]:
     """The model's weights under llava-hf names, and the names of tied copies not to write."""
     tower = tower_prefix(model)
-    state = {legacy_key(k, tower): v.detach() for k, v in model.state_dict().items()}
+    state = {legacy_key(k, tower): v.detach().cpu() for k, v in model.state_dict().items()}
     if len(state) != len(model.state_dict()):
         raise ValueError("two weights map to the same llava-hf name; this model is not a plain LLaVA")
     tied = model.config.get_text_config().tie_word_embeddings or model.config.tie_word_embeddings
@@ -146,7 +146,7 @@ def _rewrite_tokenizer_config(d: Path, processor: Any) -> None:
     # 4.x takes a dict of named tokens here (a list fails); unnamed ones are its additional_special_tokens.
     cfg["extra_special_tokens"] = dict(named) if isinstance(named, dict) else {}
     if isinstance(extra, list) and extra:
-        cfg["additional_special_tokens"] = [str(t) for t in extra]
+        cfg["additional_special_tokens"] = [t["content"] if isinstance(t, dict) else str(t) for t in extra]
     template = processor.chat_template or tok.chat_template
     if isinstance(template, str):
         cfg["chat_template"] = template  # where tokenizers (and processors before 4.43) look
