@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from model_helpers import save_random_llava
 from vitune.cli import app
+from vitune.train import export
 from vitune.train.export import load_pretrained, save_pretrained
 from vitune.train.export_check import check_exports, compare, read_probe
 from vitune.train.export_probe import NEW_TOKENS, run_probe
@@ -100,8 +101,12 @@ def checked(tmp_path_factory, tf4):
     lora = save_pretrained(merged, lora_proc, root / "lora")
     old = save_random_llava(root / "old", TEXTS)  # transformers 5.x's own layout
     qwen2 = qwen2_export(root / "qwen2")
-    results = check_exports([plain, lora, old, qwen2], tf4, keep=root / "there")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(export, "MAX_SHARD_SIZE", "200KB")  # what a 7B model gets at 5 GB
+        sharded = save_pretrained(model, proc, root / "sharded")
+    results = check_exports([plain, lora, old, qwen2, sharded], tf4, keep=root / "there")
     return {
+        "sharded": (sharded, model, results[4], root / "there" / "4"),
         "qwen2": (qwen2, None, results[3], root / "there" / "3"),
         "plain": (plain, model, results[0], root / "there" / "0"),
         "lora": (lora, merged, results[1], root / "there" / "1"),
@@ -129,6 +134,16 @@ def test_composed_qwen2_export_with_tied_embeddings_is_identical_under_4_57(chec
     out, _, result, _ = checked["qwen2"]
     assert "language_model.lm_head.weight" not in weight_names(out)  # tied: written once
     assert_identical(result)
+
+
+def test_sharded_export_is_identical_under_4_57(checked):
+    out, model, result, _ = checked["sharded"]
+    shards = sorted(p.name for p in out.glob("model-*.safetensors"))
+    assert len(shards) > 1 and (out / "model.safetensors.index.json").exists()
+    assert_identical(result)
+    reloaded, _ = load_pretrained(out)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, reloaded.state_dict()[k]), k
 
 
 def test_old_export_breaks_under_4_57(checked):

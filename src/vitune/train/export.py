@@ -29,6 +29,7 @@ from transformers import AutoProcessor, LlavaForConditionalGeneration
 from vitune.train import llava_hf
 
 EXPORT_INFO = "vitune.json"
+MAX_SHARD_SIZE = "5GB"  # transformers' own default: larger models get model-0000k-of-0000n files
 
 
 def save_pretrained(
@@ -73,7 +74,11 @@ def _write_model(model: LlavaForConditionalGeneration, d: Path) -> None:
     # huggingface_hub writes what transformers' save_pretrained does: safetensors with format "pt",
     # sharded at 5 GB with model.safetensors.index.json; tied copies are written once.
     save_torch_state_dict(
-        state, d, max_shard_size="5GB", metadata={"format": "pt"}, shared_tensors_to_discard=tied or None
+        state,
+        d,
+        max_shard_size=MAX_SHARD_SIZE,
+        metadata={"format": "pt"},
+        shared_tensors_to_discard=tied or None,
     )
     (d / "config.json").write_text(
         json.dumps(llava_hf.legacy_config(model), indent=2, sort_keys=True) + "\n", encoding="utf-8"
