@@ -50,10 +50,14 @@ def probe_image(seed: int, size: int = 96) -> Any:
 
 def load(model_dir: str) -> tuple[Any, Any, dict[str, list[str]]]:
     import torch
+    import transformers
     from transformers import AutoProcessor, LlavaForConditionalGeneration
 
+    # transformers renamed `torch_dtype` to `dtype` in 4.56; float32 on both sides of a comparison.
+    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    dtype_key = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
     model, info = LlavaForConditionalGeneration.from_pretrained(
-        model_dir, dtype=torch.float32, local_files_only=True, output_loading_info=True
+        model_dir, local_files_only=True, output_loading_info=True, **{dtype_key: torch.float32}
     )
     processor = AutoProcessor.from_pretrained(model_dir, local_files_only=True)
     loading = {k: sorted(map(str, v)) for k, v in info.items() if k != "error_msgs"}
