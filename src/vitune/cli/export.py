@@ -41,7 +41,7 @@ def export_cmd(
     ] = None,
     tolerance: Annotated[float, typer.Option(min=0, help="Largest logit difference accepted.")] = 1e-5,
 ) -> None:
-    """Write SRC as an export every transformers 4.x/5.x and vLLM load alike; --check verifies one."""
+    """Write SRC in the llava-hf layout (transformers 4.49+ and 5.x load it alike); --check verifies one."""
     from vitune.train.export import export_model
     from vitune.train.export_check import check_export, default_python
 
