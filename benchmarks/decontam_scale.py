@@ -32,7 +32,9 @@ def _image(path: Path, rng: random.Random) -> None:
     arr = np.zeros((64, 64, 3), np.uint8)
     for _ in range(4):  # a few random rectangles: distinct pHashes
         x0, y0 = rng.randrange(0, 48), rng.randrange(0, 48)
-        arr[y0 : y0 + rng.randrange(8, 24), x0 : x0 + rng.randrange(8, 24)] = [rng.randrange(256) for _ in range(3)]
+        arr[y0 : y0 + rng.randrange(8, 24), x0 : x0 + rng.randrange(8, 24)] = [
+            rng.randrange(256) for _ in range(3)
+        ]
     Image.fromarray(arr).save(path, quality=90)
 
 
@@ -75,7 +77,9 @@ def main() -> None:
     try:
         t0 = time.perf_counter()
         paths, planted = build(root, args)
-        print(f"wrote {args.images} training and {args.bench_images} benchmark images in {time.perf_counter() - t0:.1f} s")
+        print(
+            f"wrote {args.images} training and {args.bench_images} benchmark images in {time.perf_counter() - t0:.1f} s"
+        )
         hashes = ImageHashes()
         cfg = DecontamConfig((f"pope={root / 'pope'}",), "image", 4)
         t0 = time.perf_counter()
@@ -86,7 +90,9 @@ def main() -> None:
               f"{total:.1f} s ({args.records / total:,.0f} records/s); removed {len(removed):,} records, "
               f"{len(found & planted)}/{len(planted)} planted images found, {len(found - planted)} others")  # fmt: skip
         refs = np.array([hashes.phash(str(p)) for p in sorted((root / "pope").glob("*.jpg"))], np.uint64)
-        queries = np.array([hashes.phash(str(root / "train" / f"t{k}.jpg")) for k in range(args.images)], np.uint64)
+        queries = np.array(
+            [hashes.phash(str(root / "train" / f"t{k}.jpg")) for k in range(args.images)], np.uint64
+        )
         t0 = time.perf_counter()
         nearest_hashes(queries, refs, 4)
         banded = time.perf_counter() - t0
@@ -94,7 +100,9 @@ def main() -> None:
         for q in queries:  # baseline: every query against every reference
             popcount(refs ^ q).min()
         brute = time.perf_counter() - t0
-        print(f"nearest-hash search: banded {banded:.2f} s, brute force {brute:.2f} s, ratio {brute / banded:.1f}x")
+        print(
+            f"nearest-hash search: banded {banded:.2f} s, brute force {brute:.2f} s, ratio {brute / banded:.1f}x"
+        )
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

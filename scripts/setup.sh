@@ -21,3 +21,4 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! .venv/bin/python -
   .venv/bin/pip install -q -e ".[dev]"
   echo "$want" > "$stamp"
 fi
+bash scripts/setup_tf4.sh   # .venv-tf4: transformers 4.57 for the cross-version export check

@@ -140,7 +140,9 @@ def test_changing_the_protocol_rescores_cached_answers_without_a_model(tmp_path)
 def test_cli_protocol_option_rescores_from_the_cache(tmp_path):
     model = tmp_path / "model"
     model.mkdir()
-    (model / "config.json").write_text('{"model_type": "llava"}')  # a LLaVA folder: answers come from the cache
+    (model / "config.json").write_text(
+        '{"model_type": "llava"}'
+    )  # a LLaVA folder: answers come from the cache
     bench = _vqav2(tmp_path)
     out = tmp_path / "run"
     # Fill the response cache under the CLI's model identity and generation settings.

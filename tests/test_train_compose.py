@@ -298,7 +298,8 @@ def test_compose_lora_train_merge_export_reload(parts, tmp_path):
     out = save_pretrained(merged, c.processor, tmp_path / "export", extra={"model": "composed"})
     assert not (out / "adapter_config.json").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
-    assert json.loads((out / "vitune.json").read_text()) == {"model": "composed"}
+    info = json.loads((out / "vitune.json").read_text())
+    assert info["model"] == "composed" and info["export"]["layout"] == "llava-hf"
     plain = LlavaForConditionalGeneration.from_pretrained(out)
     proc = AutoProcessor.from_pretrained(out)
     msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What color is it?"}]}]

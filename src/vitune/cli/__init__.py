@@ -6,7 +6,17 @@ by writing a module and importing it below.
 
 from __future__ import annotations
 
-from vitune.cli import data, eval, lab, mix, quickstart, report, serve, train  # noqa: F401  (registers the commands)
+from vitune.cli import (  # noqa: F401  (registers the commands)
+    data,
+    eval,
+    export,
+    lab,
+    mix,
+    quickstart,
+    report,
+    serve,
+    train,
+)
 from vitune.cli.app import app
 
 

@@ -194,6 +194,8 @@ def eval_run(
 def _error(message: str) -> None:
     """`error: message` on stderr, the message printed as is (it may hold brackets and paths)."""
     print(f"error: {message}", file=sys.stderr)
+
+
 def _model_source(
     model: Path | None,
     api_url: str | None,

@@ -62,11 +62,26 @@ class Completion:
 def load_pretrained(
     model_dir: str | os.PathLike, *, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
 ) -> tuple[LlavaForConditionalGeneration, Any]:
-    """Reload with plain transformers (what any downstream user would do), local files only."""
-    model = LlavaForConditionalGeneration.from_pretrained(model_dir, dtype=dtype, local_files_only=True)
+    """Reload with plain transformers (what any downstream user would do), local files only.
+
+    Reads both layouts vitune has written (5.x's own and llava-hf); a weight missing from the files
+    is an error, not a randomly initialised part.
+    """
+    model, info = LlavaForConditionalGeneration.from_pretrained(
+        model_dir, dtype=dtype, local_files_only=True, output_loading_info=True
+    )
+    bad = {k: v for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
+    if bad:
+        raise ValueError(f"{model_dir}: the weights do not match the model: " + _loading_summary(bad))
     model.to(device).eval()
     processor = AutoProcessor.from_pretrained(model_dir, local_files_only=True)
     return model, processor
+
+
+def _loading_summary(bad: dict[str, Any]) -> str:
+    return "; ".join(
+        f"{k.replace('_', ' ')} {sorted(map(str, v))[:4]} ({len(v)} in all)" for k, v in bad.items()
+    )
 
 
 def _prepare_image(image: str | os.PathLike | Image.Image, image_processor: object) -> Image.Image:
