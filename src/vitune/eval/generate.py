@@ -144,7 +144,8 @@ class Generator:
         return (int(hits[0]) + 1, True) if len(hits) else (int(row.shape[0]), False)
 
     @torch.inference_mode()
-    def _run(self, inputs: Any, sampling: Sampling | None = None) -> list[Completion]:
+    def _run(self, inputs: Any, sampling: Sampling | None = None, **extra: Any) -> list[Completion]:
+        """Generate for prepared `inputs`; `extra` goes to `generate` (`streamer`, `stopping_criteria`)."""
         pad_id = self.tokenizer.pad_token_id
         if pad_id is None:
             pad_id = self.tokenizer.eos_token_id
@@ -162,6 +163,7 @@ class Generator:
             # A preallocated cache: the default dynamic cache concatenates every layer's keys and
             # values at each step, which at batch 32 on a CPU cost more than the attention itself.
             cache_implementation="static",
+            **extra,
         )
         # Left padding: every row's prompt ends at the same column, so new tokens start there.
         new_tokens = out[:, inputs["input_ids"].shape[1] :]
@@ -213,12 +215,20 @@ class Generator:
         """
         if not sampling.temperature > 0 or not 0 < sampling.top_p <= 1:
             raise ValueError(f"sampling needs temperature > 0 and 0 < top_p <= 1, got {sampling}")
+        return self.stream(prompt, image, sampling)
+
+    def stream(self, prompt: str, image: Any, sampling: Sampling | None, **extra: Any) -> Completion:
+        """One rendered prompt answered alone: greedy (`sampling` None, the answer `complete` gives) or
+        sampled from `sampling.seed`. `extra` goes to `generate`, e.g. a `streamer` that is handed
+        each new token as it is generated (what `vitune serve` streams) and `stopping_criteria`."""
         imgs = None if image is None else [_prepare_image(image, self.processor.image_processor)]
         inputs = self._inputs([prompt], imgs)
+        if sampling is None:
+            return self._run(inputs, None, **extra)[0]
         cuda = [self.model.device.index or 0] if self.model.device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(sampling.seed)
-            return self._run(inputs, sampling)[0]
+            return self._run(inputs, sampling, **extra)[0]
 
     def generate(self, items: Sequence[GenItem]) -> list[str]:
         """Answer every item; the result is in input order and does not depend on `batch_size`."""
