@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
 
 import httpx
 import openai
@@ -133,3 +134,39 @@ def test_streams_and_batches_mix(server, gen):
     finally:
         gen.max_new_tokens = 12
     assert [out[k] for k in range(len(questions))] == expected
+
+
+def test_a_client_that_goes_away_stops_its_generation(model_dir, monkeypatch):
+    """Reading one chunk and closing the connection ends `generate` early (tokens slowed to 50 ms)."""
+    from vitune.serve.streaming import TokenSink
+
+    app = load_app(model_dir, model_name=NAME, max_wait_ms=1, max_tokens_cap=40)
+    engine = app.state.engine
+    done: list[int] = []
+    real_stream, real_put = engine.generator.stream, TokenSink.put
+
+    def recording(*args, **kw):
+        c = real_stream(*args, **kw)
+        done.append(c.n_tokens)
+        return c
+
+    def slow_put(self, value):
+        time.sleep(0.05)
+        real_put(self, value)
+
+    engine.generator.stream = recording
+    body = text_body("Describe the image briefly.", 40)
+    with BackgroundServer(app) as srv:
+        full = post(srv.url, body).json()["usage"]["completion_tokens"]
+        assert full >= 20  # long enough for an early stop to show
+        monkeypatch.setattr(TokenSink, "put", slow_put)
+        with httpx.stream(
+            "POST", f"{srv.url}/chat/completions", json={**body, "stream": True}, timeout=60
+        ) as r:
+            next(r.iter_lines())  # the first event, then hang up
+        deadline = time.monotonic() + 30
+        while not done and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert done and done[0] < full // 2, (done, full)
+        # The server is fine afterwards.
+        assert post(srv.url, body).json()["usage"]["completion_tokens"] == full

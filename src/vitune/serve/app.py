@@ -180,8 +180,10 @@ def create_app(
         return _error(RequestError(err.status_code, str(err.detail), kind=kind))
 
     @app.get("/health")
-    async def health() -> dict[str, Any]:
-        return {"status": "ok", "model": model_name, "queue": engine.pending}
+    async def health() -> JSONResponse:
+        alive = engine.alive
+        body = {"status": "ok" if alive else "worker stopped", "model": model_name, "queue": engine.pending}
+        return JSONResponse(body, status_code=200 if alive else 503)
 
     @app.get("/metrics")
     async def prometheus() -> Response:

@@ -70,6 +70,12 @@ class MicroBatcher:
         thread.join(timeout)
 
     @property
+    def alive(self) -> bool:
+        """Whether the worker thread is running."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    @property
     def pending(self) -> int:
         """Items waiting for a batch (approximate while the worker is collecting)."""
         return self._queue.qsize()

@@ -162,6 +162,10 @@ class Engine:
     def pending(self) -> int:
         return self.batcher.pending
 
+    @property
+    def alive(self) -> bool:
+        return self.batcher.alive
+
     def draw_seed(self) -> int:
         """A seed for a sampled request that gave none (31 bits: any client can send it back)."""
         with self._seeds_lock:

@@ -7,7 +7,7 @@
   client, method, path, status, milliseconds, request id.
 - An exception nothing else handled becomes a 500 whose body holds only the request id (the
   traceback goes to the log). The middleware answers it itself and does not re-raise, so the
-  connection stays usable for the client's next request.
+  connection stays usable for the client's next request. A client that went away is logged as 499.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import logging
 import time
 import uuid
 from typing import Any
+
+from starlette.requests import ClientDisconnect
 
 from vitune.serve.metrics import Metrics
 from vitune.serve.protocol import RequestError
@@ -84,6 +86,9 @@ class Gate:
                 )
                 status.update(code=401, started=True)
                 await send_error(send, err, request_id)
+        except (ClientDisconnect, ConnectionError):
+            # The client went away (a stream it stopped reading): nothing to answer, nothing broken.
+            status.update(code=499, started=True)
         except Exception:
             log.exception("request %s failed", request_id)
             if not status["started"]:
