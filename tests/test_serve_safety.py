@@ -387,6 +387,10 @@ def test_health_metrics_and_access_log(model_dir, caplog):
         (line,) = [x for x in lines if rid in x]
         assert f'"POST {route}" 200 ' in line and line.startswith("127.0.0.1:")
     assert any(f'"POST {route}" 400 ' in x and bad.headers["x-request-id"] in x for x in lines)
+    app.state.engine.stop()  # a dead worker shows in the health check
+    with BackgroundServer(app) as srv:
+        app.state.engine.stop()
+        assert httpx.get(f"http://127.0.0.1:{srv.port}/health").status_code == 503
 
 
 def test_graceful_shutdown_answers_the_request_in_flight(model_dir, gen):

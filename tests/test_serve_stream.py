@@ -170,3 +170,26 @@ def test_a_client_that_goes_away_stops_its_generation(model_dir, monkeypatch):
         assert done and done[0] < full // 2, (done, full)
         # The server is fine afterwards.
         assert post(srv.url, body).json()["usage"]["completion_tokens"] == full
+
+
+def test_a_stream_past_its_deadline_ends_with_an_error_event(model_dir, monkeypatch):
+    from vitune.serve import Limits
+    from vitune.serve.streaming import TokenSink
+
+    real_put = TokenSink.put
+
+    def slow_put(self, value):
+        time.sleep(0.2)
+        real_put(self, value)
+
+    monkeypatch.setattr(TokenSink, "put", slow_put)
+    limits = Limits(timeout_s=1.5)
+    app = load_app(model_dir, model_name=NAME, max_wait_ms=1, max_tokens_cap=40, limits=limits)
+    with BackgroundServer(app) as srv:
+        payloads = events(srv, text_body("Describe the image briefly.", 40, stream=True))
+    assert payloads[-1] == "[DONE]"
+    error = json.loads(payloads[-2])["error"]
+    assert error["type"] == "timeout" and "longer than 1.5 s" in error["message"]
+    texts = [json.loads(p)["choices"][0]["delta"].get("content") for p in payloads[1:-2]]
+    # 40 tokens at 0.2 s each cannot all come within 1.5 s; what came is well-formed text.
+    assert len(texts) < 20 and all(isinstance(t, str) and t for t in texts)
