@@ -114,7 +114,11 @@ class Deadline:
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
-        self.end = time.monotonic() + seconds
+        self.start = time.monotonic()
+        self.end = self.start + seconds
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
 
     def left(self) -> float:
         left = self.end - time.monotonic()
@@ -138,6 +142,115 @@ class Deadline:
             raise RequestError(503, "the server is shutting down", kind="server_error") from None
 
 
+class ChatRoute:
+    """`POST /v1/chat/completions`: admission, preparation, the answer or its stream (module doc)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        model_name: str,
+        image_root: str | os.PathLike | None,
+        limits: Limits,
+        metrics: Metrics,
+    ) -> None:
+        self.engine, self.model_name, self.image_root = engine, model_name, image_root
+        self.limits, self.metrics = limits, metrics
+        self.decode_slots = asyncio.Semaphore(limits.decode_slots)
+        self.preparing = 0  # requests being read or prepared (only touched on the event loop)
+
+    @property
+    def admitted(self) -> int:
+        """Requests being read or prepared, plus jobs waiting for the worker."""
+        return self.preparing + self.engine.pending
+
+    async def __call__(self, request: Request) -> Response:
+        if self.admitted >= self.limits.max_queue:
+            raise RequestError(
+                429,
+                "the server is busy; retry shortly",
+                kind="rate_limit_error",
+                headers={"Retry-After": "1"},
+            )
+        deadline = Deadline(self.limits.timeout_s)
+        self.preparing += 1
+        try:
+            chat, job, fut = await self.submit(request, deadline)
+        except asyncio.TimeoutError:  # reading the body took too long
+            raise deadline.error() from None
+        finally:
+            self.preparing -= 1
+        if chat.stream:
+            return StreamingResponse(
+                self.stream(chat, job, fut, deadline),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache"},
+            )
+        try:
+            answer = await deadline.wait(fut, job.request_id)
+        finally:
+            fut.cancel()  # a request that timed out leaves the queue
+        return JSONResponse(completion_body(answer, self.model_name))
+
+    async def submit(self, request: Request, deadline: Deadline) -> tuple[ChatRequest, Job, Future]:
+        """Read, validate and prepare one request, alone, then hand it to the worker."""
+        engine, limits = self.engine, self.limits
+        raw = await asyncio.wait_for(read_body(request, limits.max_body_bytes), deadline.left())
+        chat = parse_chat(decode_json(raw), engine.max_tokens_cap, limits)
+        if chat.model is not None and chat.model != self.model_name:
+            raise RequestError(
+                404,
+                f"the model does not exist; this server serves {self.model_name!r}",
+                "model",
+                kind="not_found_error",
+            )
+        prepared = await run_in_threadpool(
+            engine.prepare, chat.turns, chat.image_url is not None, chat.max_tokens
+        )
+        image = None
+        if chat.image_url is not None:
+            async with self.decode_slots:
+                image = await run_in_threadpool(load_image, chat.image_url, self.image_root, limits)
+        sampling = None
+        if chat.temperature > 0:
+            seed = chat.seed if chat.seed is not None else engine.draw_seed()
+            sampling = Sampling(chat.temperature, chat.top_p, seed)
+        sink = TokenSink(engine.tokenizer, asyncio.get_running_loop()) if chat.stream else None
+        job = Job(prepared, image, sampling, sink, request.state.request_id)
+        try:
+            return chat, job, engine.submit(job)
+        except RuntimeError:
+            raise RequestError(503, "the server is shutting down", kind="server_error") from None
+
+    async def stream(
+        self, chat: ChatRequest, job: Job, fut: Future, deadline: Deadline
+    ) -> AsyncIterator[str]:
+        """The answer as SSE chunks: the role, text as it comes, the rest, the finish, `[DONE]`."""
+        name, cid, now = self.model_name, f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        sink, sent = job.sink, ""
+        assert sink is not None
+        try:
+            yield sse(chunk(cid, now, name, {"role": "assistant", "content": ""}))
+            while (text := await asyncio.wait_for(sink.queue.get(), deadline.left())) is not END:
+                if not sent:
+                    self.metrics.first_token.observe(deadline.elapsed())
+                sent += text
+                yield sse(chunk(cid, now, name, {"content": text}))
+            answer = await deadline.wait(fut, job.request_id)
+            if not answer.text.startswith(sent):  # cannot happen with a prefix-stable tokenizer
+                log.warning("request %s: streamed text is not a prefix of the answer", job.request_id)
+            elif answer.text != sent:
+                yield sse(chunk(cid, now, name, {"content": answer.text[len(sent) :]}))
+            yield sse(chunk(cid, now, name, {}, answer.finish_reason))
+            if chat.include_usage:
+                yield sse({**chunk(cid, now, name, {}), "choices": [], "usage": usage(answer)})
+        except (asyncio.TimeoutError, RequestError) as e:
+            yield sse((e if isinstance(e, RequestError) else deadline.error()).payload())
+        finally:
+            sink.cancelled.set()  # ends generation early if the client went away
+            fut.cancel()
+        yield sse("[DONE]")
+
+
 def create_app(
     engine: Engine,
     *,
@@ -152,6 +265,7 @@ def create_app(
     metrics = Metrics()
     metrics.track_queue(lambda: engine.pending)
     engine.batcher.on_batch = metrics.batch_size.observe
+    route = ChatRoute(engine, model_name, image_root, limits, metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -166,18 +280,10 @@ def create_app(
     app.state.engine, app.state.model_name, app.state.limits = engine, model_name, limits
     app.state.metrics, app.state.api_key_required = metrics, api_key is not None
     app.add_middleware(Gate, api_key=api_key, metrics=metrics)
+    app.add_exception_handler(RequestError, _request_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_api_route("/v1/chat/completions", route, methods=["POST"])
     created = int(time.time())
-    decode_slots = asyncio.Semaphore(limits.decode_slots)
-    preparing = {"n": 0}
-
-    @app.exception_handler(RequestError)
-    async def _request_error(request: Request, err: RequestError) -> JSONResponse:
-        return _error(err)
-
-    @app.exception_handler(HTTPException)
-    async def _http_error(request: Request, err: HTTPException) -> JSONResponse:
-        kind = "not_found_error" if err.status_code == 404 else None
-        return _error(RequestError(err.status_code, str(err.detail), kind=kind))
 
     @app.get("/health")
     async def health() -> JSONResponse:
@@ -187,7 +293,7 @@ def create_app(
 
     @app.get("/metrics")
     async def prometheus() -> Response:
-        metrics.admitted.set(preparing["n"] + engine.pending)
+        metrics.admitted.set(route.admitted)
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     @app.get("/v1/models")
@@ -199,88 +305,15 @@ def create_app(
     async def stats() -> dict[str, Any]:
         return {"model": model_name, "template": engine.template, **engine.stats()}
 
-    async def submit(request: Request, deadline: Deadline) -> tuple[ChatRequest, Job, Future]:
-        raw = await asyncio.wait_for(read_body(request, limits.max_body_bytes), deadline.left())
-        chat = parse_chat(decode_json(raw), engine.max_tokens_cap, limits)
-        if chat.model is not None and chat.model != model_name:
-            raise RequestError(
-                404,
-                f"the model does not exist; this server serves {model_name!r}",
-                "model",
-                kind="not_found_error",
-            )
-        prepared = await run_in_threadpool(
-            engine.prepare, chat.turns, chat.image_url is not None, chat.max_tokens
-        )
-        image = None
-        if chat.image_url is not None:
-            async with decode_slots:
-                image = await run_in_threadpool(load_image, chat.image_url, image_root, limits)
-        sampling = None
-        if chat.temperature > 0:
-            seed = chat.seed if chat.seed is not None else engine.draw_seed()
-            sampling = Sampling(chat.temperature, chat.top_p, seed)
-        sink = TokenSink(engine.tokenizer, asyncio.get_running_loop()) if chat.stream else None
-        job = Job(prepared, image, sampling, sink, request.state.request_id)
-        try:
-            return chat, job, engine.submit(job)
-        except RuntimeError:
-            raise RequestError(503, "the server is shutting down", kind="server_error") from None
-
-    async def stream(chat: ChatRequest, job: Job, fut: Future, deadline: Deadline) -> AsyncIterator[str]:
-        cid, now = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-        sink, t0, sent = job.sink, time.monotonic(), ""
-        assert sink is not None
-        try:
-            yield sse(chunk(cid, now, model_name, {"role": "assistant", "content": ""}))
-            while (text := await asyncio.wait_for(sink.queue.get(), deadline.left())) is not END:
-                if not sent:
-                    metrics.first_token.observe(time.monotonic() - t0)
-                sent += text
-                yield sse(chunk(cid, now, model_name, {"content": text}))
-            answer = await deadline.wait(fut, job.request_id)
-            if not answer.text.startswith(sent):  # cannot happen with a prefix-stable tokenizer
-                log.warning("request %s: streamed text is not a prefix of the answer", job.request_id)
-            elif answer.text != sent:
-                yield sse(chunk(cid, now, model_name, {"content": answer.text[len(sent) :]}))
-            yield sse(chunk(cid, now, model_name, {}, answer.finish_reason))
-            if chat.include_usage:
-                yield sse({**chunk(cid, now, model_name, {}), "choices": [], "usage": usage(answer)})
-        except (asyncio.TimeoutError, RequestError) as e:
-            err = e if isinstance(e, RequestError) else deadline.error()
-            yield sse(err.payload())
-        finally:
-            sink.cancelled.set()  # ends generation early if the client went away
-            fut.cancel()
-        yield sse("[DONE]")
-
-    @app.post("/v1/chat/completions")
-    async def chat_completions(request: Request) -> Response:
-        # Admitted: requests being read or prepared here, plus jobs waiting for the worker.
-        if preparing["n"] + engine.pending >= limits.max_queue:
-            raise RequestError(
-                429,
-                "the server is busy; retry shortly",
-                kind="rate_limit_error",
-                headers={"Retry-After": "1"},
-            )
-        deadline = Deadline(limits.timeout_s)
-        preparing["n"] += 1
-        try:
-            chat, job, fut = await submit(request, deadline)
-        except asyncio.TimeoutError:  # reading the body took too long
-            raise deadline.error() from None
-        finally:
-            preparing["n"] -= 1
-        if chat.stream:
-            body = stream(chat, job, fut, deadline)
-            return StreamingResponse(
-                body, media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
-            )
-        try:
-            answer = await deadline.wait(fut, job.request_id)
-        finally:
-            fut.cancel()  # a request that timed out leaves the queue
-        return JSONResponse(completion_body(answer, model_name))
-
     return app
+
+
+async def _request_error(request: Request, err: Exception) -> JSONResponse:
+    assert isinstance(err, RequestError)
+    return _error(err)
+
+
+async def _http_error(request: Request, err: Exception) -> JSONResponse:
+    assert isinstance(err, HTTPException)
+    kind = "not_found_error" if err.status_code == 404 else None
+    return _error(RequestError(err.status_code, str(err.detail), kind=kind))
