@@ -178,6 +178,10 @@ def test_limits_answer_413_and_400(model_dir):
             assert r.status_code == status, (message, r.text)
             assert message in r.json()["error"]["message"]
         assert post(srv.url, image(png_bytes((60, 40)))).status_code == 200
+        # Without a Content-Length (chunked upload) the limit holds while reading.
+        chunked = httpx.post(f"{srv.url}/chat/completions", content=iter([b"x" * 20_000] * 3), timeout=60)
+        assert chunked.request.headers["transfer-encoding"] == "chunked"
+        assert chunked.status_code == 413 and "over 30000 bytes" in chunked.json()["error"]["message"]
 
 
 def test_hostile_images_cost_no_memory(server):
