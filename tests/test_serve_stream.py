@@ -107,30 +107,34 @@ def test_streamed_errors_before_the_stream_are_plain_4xx(server):
     assert r.status_code == 400 and r.json()["error"]["param"] == "stream_options"
 
 
-def test_streams_and_batches_mix(server, gen):
-    """Streamed and non-streamed requests at once: each gets the answer it gets alone."""
+def test_streams_share_a_batch_with_plain_requests(model_dir, gen):
+    """2 streamed and 2 plain greedy requests at once: one batch, one `generate` call, and each
+    gets the answer it gets alone."""
     questions = ["Hi", "Is there a dog?", "How many circles are there?", "What color is the cube?"]
+    app = load_app(model_dir, model_name=NAME, batch_size=4, max_wait_ms=3000, max_tokens_cap=24)
     out: dict[int, str] = {}
+    barrier = threading.Barrier(len(questions))
 
-    def ask(k: int) -> None:
+    def ask(k: int, srv: BackgroundServer) -> None:
         body = text_body(questions[k], 8)
+        barrier.wait()
         if k % 2:
-            out[k] = "".join(
-                json.loads(p)["choices"][0]["delta"].get("content", "")
-                for p in events(server, {**body, "stream": True})[:-1]
-                if json.loads(p)["choices"]
-            )
+            chunks = [json.loads(p) for p in events(srv, {**body, "stream": True})[:-1]]
+            out[k] = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
         else:
-            out[k] = post(server.url, body).json()["choices"][0]["message"]["content"]
+            out[k] = post(srv.url, body).json()["choices"][0]["message"]["content"]
 
-    threads = [threading.Thread(target=ask, args=(k,)) for k in range(len(questions))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    with BackgroundServer(app) as srv:
+        threads = [threading.Thread(target=ask, args=(k, srv)) for k in range(len(questions))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        stats = httpx.get(f"http://127.0.0.1:{srv.port}/vitune/stats").json()
+    assert stats["batch_sizes"] == [4] and stats["generate_calls"] == 1
     gen.max_new_tokens = 8
     try:
-        expected = gen.generate([GenItem(q) for q in questions])
+        expected = [gen.generate([GenItem(q)])[0] for q in questions]
     finally:
         gen.max_new_tokens = 12
     assert [out[k] for k in range(len(questions))] == expected
@@ -143,18 +147,19 @@ def test_a_client_that_goes_away_stops_its_generation(model_dir, monkeypatch):
     app = load_app(model_dir, model_name=NAME, max_wait_ms=1, max_tokens_cap=40)
     engine = app.state.engine
     done: list[int] = []
-    real_stream, real_put = engine.generator.stream, TokenSink.put
+    real_complete, real_put = engine.generator.complete, TokenSink.put
 
     def recording(*args, **kw):
-        c = real_stream(*args, **kw)
-        done.append(c.n_tokens)
-        return c
+        out = real_complete(*args, **kw)
+        if len(args) > 2 and args[2]:  # the engine passes the streamers third
+            done.append(out[0].n_tokens)
+        return out
 
     def slow_put(self, value):
         time.sleep(0.05)
         real_put(self, value)
 
-    engine.generator.stream = recording
+    engine.generator.complete = recording
     body = text_body("Describe the image briefly.", 40)
     with BackgroundServer(app) as srv:
         full = post(srv.url, body).json()["usage"]["completion_tokens"]

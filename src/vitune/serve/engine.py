@@ -9,13 +9,15 @@ positions, so a request that fails there gets its 4xx alone. On the worker, a ba
 fails is retried one job at a time, so only the job that fails alone fails (`ServerFault`, a 500
 with the request id, logged with its traceback), and its batch-mates get the answers they get alone.
 
-Batching. Per batch, the greedy jobs are grouped by their token budget and each group is one
-`Generator.complete` call with that many new tokens, so every answer is exactly the one a request
-sent alone gets (greedy, left-padded batches; see `eval/generate.py`). Clients normally send the
-same `max_tokens`, so a batch is normally one call. A sampled job is always its own call, seeded
-from the job's seed (transformers draws every row of a batch from one RNG); a request without a
-seed gets one drawn from the engine's own seeded RNG and reported back. A streamed job is its own
-call too, its tokens handed to the job's `TokenSink` as they come.
+Batching. Per batch, the greedy jobs, streamed or not, are grouped by their token budget and each
+group is one `Generator.complete` call with that many new tokens, so every answer is exactly the
+one a request sent alone gets (greedy, left-padded batches; see `eval/generate.py`); a streamed
+job's tokens go to its `TokenSink` as its row generates them. Clients normally send the same
+`max_tokens`, so a batch is normally one call. A sampled job is always its own call, seeded from
+the job's seed (transformers draws every row of a batch from one RNG); a request without a seed
+gets one drawn from the engine's own seeded RNG and reported back. A streamed job whose sink has
+already been handed tokens is not retried when its batch fails (its client has part of an answer):
+it fails with the batch.
 """
 
 from __future__ import annotations
@@ -30,12 +32,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image
-from transformers.generation.stopping_criteria import StoppingCriteriaList
 
 from vitune.eval.generate import Completion, Generator, Sampling
 from vitune.serve.batcher import MicroBatcher
 from vitune.serve.protocol import RequestError
-from vitune.serve.streaming import StopWhenCancelled, TokenSink
+from vitune.serve.streaming import TokenSink
 from vitune.train.templates import generation_prompt
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,9 @@ class Engine:
         # `prepare` runs on request threads: its own tokenizer, one thread at a time.
         self._tokenizer = copy.deepcopy(generator.tokenizer)
         self._tokenizer_lock = threading.Lock()
+        # Streaming sinks decode on the worker while its prefetch thread may be encoding the next
+        # batch with the generator's tokenizer: they get a copy of their own.
+        self._sink_tokenizer = copy.deepcopy(generator.tokenizer)
         config = generator.model.config
         self.max_positions: int | None = getattr(config.get_text_config(), "max_position_embeddings", None)
         self.image_tokens = int(getattr(config, "image_seq_length", 0) or 0)
@@ -110,8 +114,8 @@ class Engine:
 
     @property
     def tokenizer(self) -> Any:
-        """The worker's tokenizer (for streaming sinks, which decode on the worker)."""
-        return self.generator.tokenizer
+        """The tokenizer streaming sinks decode with (used on the worker thread only)."""
+        return self._sink_tokenizer
 
     def render(self, turns: list[tuple[str, str]], has_image: bool) -> str:
         """The prompt for the next assistant reply, exactly as `eval/multiround.py` renders dialogs."""
@@ -178,51 +182,54 @@ class Engine:
         return Answer(c.text, job.prepared.n_prompt, c.n_tokens, finish, seed)
 
     def _solo(self, job: Job) -> Answer | ServerFault:
-        """A sampled or streamed job, generated alone."""
+        """A sampled job (streamed or not), generated alone."""
         self.generator.max_new_tokens = job.prepared.max_new
         self.generate_calls += 1
-        extra: dict[str, Any] = {}
-        if job.sink is not None:
-            extra = {
-                "streamer": job.sink,
-                "stopping_criteria": StoppingCriteriaList([StopWhenCancelled(job.sink)]),
-            }
         try:
-            return self._answer(
-                job, self.generator.stream(job.prepared.prompt, job.image, job.sampling, **extra)
-            )
+            c = self.generator.stream(job.prepared.prompt, job.image, job.sampling, job.sink)
+            return self._answer(job, c)
         except Exception:
             log.exception("request %s failed on the model", job.request_id)
             return ServerFault(job.request_id)
-        finally:
-            if job.sink is not None:
-                job.sink.close()
 
     def _greedy(self, budget: int, jobs: list[Job]) -> list[Answer | ServerFault]:
         """Greedy jobs with one token budget, as one `complete` call; one by one if that fails."""
         self.generator.max_new_tokens = budget
         self.generate_calls += 1
+        sinks = [j.sink for j in jobs]
         try:
-            done = self.generator.complete([j.prepared.prompt for j in jobs], [j.image for j in jobs])
+            done = self.generator.complete(
+                [j.prepared.prompt for j in jobs], [j.image for j in jobs], sinks if any(sinks) else None
+            )
         except Exception:
-            if len(jobs) > 1:
-                log.warning("a batch of %d failed; answering its requests one by one", len(jobs))
-                return [a for job in jobs for a in self._greedy(budget, [job])]
-            log.exception("request %s failed on the model", jobs[0].request_id)
-            return [ServerFault(jobs[0].request_id)]
+            if len(jobs) == 1:
+                log.exception("request %s failed on the model", jobs[0].request_id)
+                return [ServerFault(jobs[0].request_id)]
+            log.warning("a batch of %d failed; answering its requests one by one", len(jobs))
+            return [
+                ServerFault(j.request_id)
+                if j.sink is not None and j.sink.touched
+                else self._greedy(budget, [j])[0]
+                for j in jobs
+            ]
         return [self._answer(j, c) for j, c in zip(jobs, done, strict=True)]
 
     def _handle(self, jobs: list[Job]) -> list[Answer | ServerFault]:
         out: list[Answer | ServerFault | None] = [None] * len(jobs)
         groups: dict[int, list[int]] = defaultdict(list)
-        for i, job in enumerate(jobs):
-            if job.sampling is None and job.sink is None:
-                groups[job.prepared.max_new].append(i)
-            else:
-                out[i] = self._solo(job)
-        for budget, idx in sorted(groups.items()):
-            for i, answer in zip(idx, self._greedy(budget, [jobs[i] for i in idx]), strict=True):
-                out[i] = answer
+        try:
+            for i, job in enumerate(jobs):
+                if job.sampling is None:
+                    groups[job.prepared.max_new].append(i)
+                else:
+                    out[i] = self._solo(job)
+            for budget, idx in sorted(groups.items()):
+                for i, answer in zip(idx, self._greedy(budget, [jobs[i] for i in idx]), strict=True):
+                    out[i] = answer
+        finally:
+            for job in jobs:  # every stream ends, whatever happened
+                if job.sink is not None:
+                    job.sink.close()
         return [a for a in out if a is not None]
 
     def stats(self) -> dict[str, Any]:
