@@ -125,10 +125,10 @@ def test_a_server_fault_is_a_500_with_a_request_id_and_no_internals(model_dir, c
     engine = app.state.engine
     real = engine.generator.complete
 
-    def broken(prompts, images):
+    def broken(prompts, images, *streamers):
         if any("explode" in p for p in prompts):
             raise RuntimeError("secret internals at /root/models/x")
-        return real(prompts, images)
+        return real(prompts, images, *streamers)
 
     engine.generator.complete = broken
     with BackgroundServer(app) as srv, httpx.Client() as client, caplog.at_level(logging.INFO, "vitune"):
@@ -212,9 +212,9 @@ def _blocking(engine: Engine) -> threading.Event:
     go = threading.Event()
     real = engine.generator.complete
 
-    def wait_then_answer(prompts, images):
+    def wait_then_answer(prompts, images, *streamers):
         assert go.wait(60)
-        return real(prompts, images)
+        return real(prompts, images, *streamers)
 
     engine.generator.complete = wait_then_answer
     return go
@@ -250,7 +250,9 @@ def test_a_full_queue_is_a_429_with_retry_after_and_a_slow_answer_a_504(model_di
         first.join(30)
         second.join(30)
         assert out["Hi"].status_code == 504 and "longer than 2 s" in out["Hi"].json()["error"]["message"]
+        assert out["Is there a dog?"].status_code == 504  # it waited in the queue past its deadline
         go.set()
+        _wait_for(lambda: engine.pending == 0)  # the worker drops the timed-out job it had queued
         ok = post(srv.url, text_body("Hi"))
         assert ok.status_code == 200
         assert ok.json()["choices"][0]["message"]["content"] == answers_alone(gen, ["Hi"])[0]
