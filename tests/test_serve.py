@@ -55,7 +55,12 @@ def images(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(model_dir, images):
     app = load_app(
-        model_dir, model_name=NAME, batch_size=8, max_wait_ms=2, max_tokens_cap=16, image_root=images[0].parent
+        model_dir,
+        model_name=NAME,
+        batch_size=8,
+        max_wait_ms=2,
+        max_tokens_cap=16,
+        image_root=images[0].parent,
     )
     with BackgroundServer(app) as srv:
         yield srv
