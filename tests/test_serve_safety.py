@@ -426,3 +426,16 @@ def test_graceful_shutdown_answers_the_request_in_flight(model_dir, gen):
     assert not stopper.is_alive()
     assert out["r"].status_code == 200
     assert out["r"].json()["choices"][0]["message"]["content"] == answers_alone(gen, ["Hi"])[0]
+
+
+def test_limits_are_checked_and_a_text_only_server_refuses_images():
+    from vitune.serve.protocol import RequestError, parse_chat
+
+    for bad in ({"max_images": 2}, {"max_queue": 0}, {"timeout_s": -1}, {"max_image_aspect": 0.5}):
+        with pytest.raises(ValueError):
+            Limits(**bad)
+    body = {"messages": [user_with_image("q", data_url(png_bytes((8, 8))))]}
+    assert parse_chat(body, 16, Limits()).image_url is not None
+    with pytest.raises(RequestError, match="text only"):
+        parse_chat(body, 16, Limits(max_images=0))
+    assert Limits(max_image_side=300).image_limits().max_side == 300
