@@ -19,8 +19,8 @@ What is accepted (and why):
   With temperature > 0 the answer is sampled with nucleus `top_p` (0 < top_p <= 1; no top-k) from
   the integer `seed` (drawn by the server and reported back when absent), so it can be reproduced;
   `top_p` and `seed` leave a greedy answer unchanged (the argmax is always in the nucleus). Every
-  other decoding field is accepted only when absent, null or at its neutral value (`n` 1, `stream`
-  false, penalties 0, ...); any other value is refused with a 400 naming the field, never silently
+  other decoding field is accepted only when absent, null or at its neutral value (`n` 1, penalties 0,
+  ...); any other value is refused with a 400 naming the field, never silently
   ignored. Fields that do not change an answer (`user`, `metadata`, ...) are ignored.
 - `stream: true`: the answer comes as Server-Sent Events (`stream_options.include_usage` adds
   OpenAI's usage chunk).
@@ -56,7 +56,6 @@ NEUTRAL: dict[str, tuple[Any, ...]] = {
     "logprobs": (False,),
     "top_logprobs": (0,),
     "stop": ("", ()),
-    "stream_options": ({"include_usage": False},),
     "logit_bias": ({},),
     "tools": ((),),
     "response_format": ({"type": "text"},),
@@ -177,8 +176,6 @@ def check_decoding(body: dict[str, Any]) -> None:
         raise _bad(f"n must be 1 (this server returns one choice), got {show(n)}", "n")
     for field, neutral in NEUTRAL.items():
         value = body.get(field)
-        if field == "stream_options":
-            continue  # read_stream's
         if value is not None and not _is_neutral(value, neutral):
             shown = " or ".join(repr(v) for v in neutral)
             raise _bad(
