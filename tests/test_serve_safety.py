@@ -9,6 +9,7 @@ happened; a graceful stop answers the request in flight.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import struct
@@ -27,6 +28,7 @@ from vitune.eval.generate import Generator, GenItem
 from vitune.serve import BackgroundServer, Limits, load_app
 from vitune.serve.engine import Engine, Job, Prepared, ServerFault
 from vitune.serve.server import check_bind
+from vitune.serve.streaming import TokenSink
 
 QUESTIONS = ["Hi", "Is there a dog?", "How many circles are there?", "What color is the cube?"]
 
@@ -72,12 +74,16 @@ def huge_png(width: int, height: int) -> bytes:
 
 
 def test_a_poisoned_job_fails_alone_in_its_batch(model_dir, gen):
-    """A job the tokenizer cannot take (a lone surrogate, past every check) in a batch of 5."""
-    engine = Engine(Generator.from_dir(model_dir), max_tokens_cap=16, batch_size=5, max_wait_ms=3000)
+    """A job the tokenizer cannot take (a lone surrogate, past every check) in a batch of 6, one
+    of them streamed: the others, the stream included, get their answers alone."""
+    engine = Engine(Generator.from_dir(model_dir), max_tokens_cap=16, batch_size=6, max_wait_ms=3000)
+    loop = asyncio.new_event_loop()  # the sink's queue lives on a loop; it runs after the batch
+    sink = TokenSink(engine.tokenizer, loop)
     jobs = [
         Job(engine.prepare([("user", q)], False, 6), None, request_id=f"req-{i}")
         for i, q in enumerate(QUESTIONS)
     ]
+    jobs.append(Job(engine.prepare([("user", "Hi")], False, 6), None, sink=sink, request_id="req-stream"))
     bad = Prepared(engine.render([("user", "hi \ud800")], False), 30, 6)
     jobs.insert(2, Job(bad, None, request_id="req-poison"))
     engine.start()
@@ -91,9 +97,21 @@ def test_a_poisoned_job_fails_alone_in_its_batch(model_dir, gen):
                 results.append(e)
     finally:
         engine.stop()
-    assert engine.batcher.batch_sizes[0] == 5  # they did share a batch
+
+    async def streamed() -> str:
+        pieces = []
+        while (piece := await sink.queue.get()) is not None:
+            pieces.append(piece)
+        return "".join(pieces)
+
+    try:
+        text = loop.run_until_complete(streamed())
+    finally:
+        loop.close()
+    assert engine.batcher.batch_sizes[0] == 6  # they did share a batch
     assert isinstance(results[2], ServerFault) and str(results[2]) == "req-poison"
-    assert results[:2] + results[3:] == answers_alone(gen, QUESTIONS)
+    alone = answers_alone(gen, QUESTIONS)
+    assert results[:2] + results[3:5] == alone and results[5] == alone[0] == text
 
 
 def test_a_surrogate_request_is_a_400_and_its_batch_mates_are_unchanged(model_dir, gen):
