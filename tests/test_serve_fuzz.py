@@ -3,8 +3,8 @@
 Over 200 hostile requests (malformed JSON, 1000-level nesting, wrong types, lone surrogates, NUL
 bytes, huge fields, bad base64, tiny files that claim huge images, paths escaping the image root,
 `file://` and `http://` URLs, wrong methods and routes), seeded and shuffled with 48 valid ones,
-sent by 8 concurrent keep-alive clients. Every hostile request must get a 4xx, every valid one its
-exact answer (the `Generator`'s, alone), none a 5xx or a dropped connection, and the server's
+sent by 8 concurrent keep-alive clients (16 of the valid ones streamed). Every hostile request must
+get a 4xx, every valid one its exact answer (the `Generator`'s, alone), none a 5xx or a dropped connection, and the server's
 memory must not grow with what it was sent. A keep-alive connection must serve its next request
 after each kind of bad one.
 """
@@ -215,6 +215,7 @@ def test_fuzz_and_load(setup):
     bad = hostile(rng)
     assert len(bad) >= 200, len(bad)
     work = [("bad", k) for k in range(len(bad))] + [("ok", k % len(valid_bodies)) for k in range(48)]
+    work += [("stream", k % len(valid_bodies)) for k in range(16)]
     rng.shuffle(work)
 
     with httpx.Client() as warm:  # first calls allocate caches; memory is measured after them
@@ -227,14 +228,20 @@ def test_fuzz_and_load(setup):
     def client(part: list[tuple[str, int]]) -> None:
         with httpx.Client(base_url=f"http://127.0.0.1:{srv.port}", timeout=60) as http:
             for kind, k in part:
-                if kind == "ok":
-                    r = http.post("/v1/chat/completions", json=valid_bodies[k][0])
+                if kind == "stream":
+                    status, text = _streamed(http, valid_bodies[k][0])
                 else:
-                    method, path, body = bad[k]
-                    r = http.request(method, path, content=body, headers={"Content-Type": "application/json"})
-                text = r.json()["choices"][0]["message"]["content"] if r.status_code == 200 else r.text
+                    if kind == "ok":
+                        r = http.post("/v1/chat/completions", json=valid_bodies[k][0])
+                    else:
+                        method, path, body = bad[k]
+                        r = http.request(
+                            method, path, content=body, headers={"Content-Type": "application/json"}
+                        )
+                    status = r.status_code
+                    text = r.json()["choices"][0]["message"]["content"] if status == 200 else r.text
                 with lock:
-                    results.append((kind, k, r.status_code, text))
+                    results.append((kind, k, status, text))
 
     threads = [threading.Thread(target=client, args=(work[i::8],)) for i in range(8)]
     for t in threads:
@@ -246,14 +253,25 @@ def test_fuzz_and_load(setup):
     assert len(results) == len(work)  # no request was dropped (a client error would end its thread)
     assert [r for r in results if r[2] >= 500] == []
     for kind, k, status, text in results:
-        if kind == "ok":
-            assert (status, text) == (200, expected[k]), (k, status, text[:300])
+        if kind in ("ok", "stream"):
+            assert (status, text) == (200, expected[k]), (kind, k, status, text[:300])
         else:
             assert 400 <= status < 500, (bad[k][:2], bad[k][2][:120], status, text[:300])
             assert str(root) not in text and "Traceback" not in text
     assert grown < 150 * 2**20, f"RSS grew by {grown / 2**20:.0f} MB"
     stats = httpx.get(f"http://127.0.0.1:{srv.port}/vitune/stats").json()
     assert max(stats["batch_sizes"]) > 1  # the load did batch
+
+
+def _streamed(http: httpx.Client, body: dict) -> tuple[int, str]:
+    """(status, the text of the chunks) of a streamed request; the stream must end with [DONE]."""
+    with http.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as r:
+        if r.status_code != 200:
+            return r.status_code, r.read().decode()
+        lines = [line for line in r.iter_lines() if line]
+    assert lines[-1] == "data: [DONE]"
+    chunks = [json.loads(line.removeprefix("data: ")) for line in lines[:-1]]
+    return 200, "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
 
 
 def _exchange(conn: http.client.HTTPConnection, body: bytes) -> tuple[int, bytes, bool]:
