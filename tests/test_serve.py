@@ -53,8 +53,15 @@ def images(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(model_dir):
-    app = load_app(model_dir, model_name=NAME, batch_size=8, max_wait_ms=2, max_tokens_cap=16)
+def server(model_dir, images):
+    app = load_app(
+        model_dir,
+        model_name=NAME,
+        batch_size=8,
+        max_wait_ms=2,
+        max_tokens_cap=16,
+        image_root=images[0].parent,
+    )
     with BackgroundServer(app) as srv:
         yield srv
 
@@ -300,12 +307,13 @@ BAD = [
     ("top_k", {**Q, "temperature": 1, "top_k": 5}, 400, "top_k=5", "top_k"),
     ("logprobs", {**Q, "logprobs": True}, 400, "logprobs=True", "logprobs"),
     ("stop", {"messages": [{"role": "user", "content": "q"}], "stop": ["\n"]}, 400, "stop=", "stop"),
+    ("stream not a bool", {**Q, "stream": "yes"}, 400, "stream must be true or false", "stream"),
     (
-        "stream",
-        {"messages": [{"role": "user", "content": "q"}], "stream": True},
+        "stream_options without stream",
+        {**Q, "stream_options": {"include_usage": True}},
         400,
-        "stream is not supported",
-        "stream",
+        "only accepted with stream=true",
+        "stream_options",
     ),
     ("n", {"messages": [{"role": "user", "content": "q"}], "n": 2}, 400, "n must be 1", "n"),
     (
@@ -358,10 +366,17 @@ BAD = [
         "messages",
     ),
     (
-        "missing file",
+        "missing file under the root",
+        {"messages": [user_with_image("q", "nope.png")]},
+        400,
+        "no readable image file at that path",
+        "messages",
+    ),
+    (
+        "absolute path outside the root",
         {"messages": [user_with_image("q", "/nonexistent/vitune/a.png")]},
         400,
-        "image file not found",
+        "not under the server's image root",
         "messages",
     ),
     (
@@ -532,7 +547,7 @@ def test_image_root_confines_local_files(model_dir, images, tmp_path):
     assert load_image(images[0].name, root).size == (40, 24)
     other = tmp_path / "x.png"
     Image.new("RGB", (4, 4)).save(other)
-    with pytest.raises(RequestError, match="outside the server's image root"):
+    with pytest.raises(RequestError, match="not under the server's image root"):
         load_image(str(other), root)
     buf = io.BytesIO()
     Image.new("RGB", (4, 4)).save(buf, format="PNG")
@@ -543,7 +558,9 @@ def test_cli_serve(model_dir, monkeypatch, tmp_path):
     from vitune.cli import app
 
     seen = {}
-    monkeypatch.setattr("vitune.serve.server.serve", lambda api, host, port: seen.update(api=api, port=port))
+    monkeypatch.setattr(
+        "vitune.serve.server.serve", lambda api, host, port, **kw: seen.update(api=api, port=port, **kw)
+    )
     res = CliRunner().invoke(
         app, ["serve", str(model_dir), "--port", "8123", "--model-name", "m", "--batch-size", "3"]
     )

@@ -44,12 +44,16 @@ class ImageLimits:
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     max_aspect: float | None = DEFAULT_MAX_ASPECT
     min_side: int = 1
+    # Longest side: LLaVA pads to a square of it, so it bounds the padded copy (`vitune serve`).
+    max_side: int | None = None
 
 
 def _check_size(size: tuple[int, int], limits: ImageLimits, source: object) -> None:
     w, h = size
     if w < limits.min_side or h < limits.min_side:
         raise ImageError(source, f"image too small ({w}x{h})")
+    if limits.max_side is not None and max(w, h) > limits.max_side:
+        raise ImageError(source, f"image too large ({w}x{h}: a side > {limits.max_side})")
     if limits.max_pixels is not None and w * h > limits.max_pixels:
         raise ImageError(source, f"image too large ({w}x{h} = {w * h} pixels > {limits.max_pixels})")
     if limits.max_aspect is not None and max(w, h) / min(w, h) > limits.max_aspect:

@@ -35,6 +35,8 @@ from typing import Any
 import torch
 from PIL import Image
 from transformers import AutoProcessor, LlavaForConditionalGeneration
+from transformers.generation.stopping_criteria import StoppingCriteria, StoppingCriteriaList
+from transformers.generation.streamers import BaseStreamer
 
 from vitune.data.images import expand2square, load_rgb, pad_color
 from vitune.models.base import GenItem
@@ -82,6 +84,38 @@ def _loading_summary(bad: dict[str, Any]) -> str:
     return "; ".join(
         f"{k.replace('_', ' ')} {sorted(map(str, v))[:4]} ({len(v)} in all)" for k, v in bad.items()
     )
+
+
+class RowStreams(BaseStreamer, StoppingCriteria):
+    """One batch's per-row streamers behind transformers' single `streamer` (row r of every step goes
+    to `streamers[r]`) and its stopping criteria (a row stops once its streamer asks to)."""
+
+    def __init__(self, streamers: Sequence[Any]) -> None:
+        self.streamers = list(streamers)
+
+    @classmethod
+    def extra(cls, streamers: Sequence[Any]) -> dict[str, Any]:
+        """`generate` arguments for a batch's streamers (none when no row streams)."""
+        if all(s is None for s in streamers):
+            return {}
+        rows = cls(streamers)
+        return {"streamer": rows, "stopping_criteria": StoppingCriteriaList([rows])}
+
+    def put(self, value: torch.Tensor) -> None:
+        for r, s in enumerate(self.streamers):
+            if s is not None:
+                s.put(value[r : r + 1])
+
+    def end(self) -> None:
+        for s in self.streamers:
+            if s is not None:
+                s.end()
+
+    def __call__(
+        self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any
+    ) -> torch.BoolTensor:
+        stop = [s is not None and bool(getattr(s, "stop_requested", lambda: False)()) for s in self.streamers]
+        return torch.tensor(stop, dtype=torch.bool, device=input_ids.device)
 
 
 def _prepare_image(image: str | os.PathLike | Image.Image, image_processor: object) -> Image.Image:
@@ -169,7 +203,8 @@ class Generator:
         return (int(hits[0]) + 1, True) if len(hits) else (int(row.shape[0]), False)
 
     @torch.inference_mode()
-    def _run(self, inputs: Any, sampling: Sampling | None = None) -> list[Completion]:
+    def _run(self, inputs: Any, sampling: Sampling | None = None, **extra: Any) -> list[Completion]:
+        """Generate for prepared `inputs`; `extra` goes to `generate` (`streamer`, `stopping_criteria`)."""
         pad_id = self.tokenizer.pad_token_id
         if pad_id is None:
             pad_id = self.tokenizer.eos_token_id
@@ -187,6 +222,7 @@ class Generator:
             # A preallocated cache: the default dynamic cache concatenates every layer's keys and
             # values at each step, which at batch 32 on a CPU cost more than the attention itself.
             cache_implementation="static",
+            **extra,
         )
         # Left padding: every row's prompt ends at the same column, so new tokens start there.
         new_tokens = out[:, inputs["input_ids"].shape[1] :]
@@ -198,8 +234,14 @@ class Generator:
         """Answer rendered prompts (`images[i]`: a path, a PIL image, or None for text-only)."""
         return [c.text for c in self.complete(prompts, images)]
 
-    def complete(self, prompts: Sequence[str], images: Sequence[Any]) -> list[Completion]:
+    def complete(
+        self, prompts: Sequence[str], images: Sequence[Any], streamers: Sequence[Any] | None = None
+    ) -> list[Completion]:
         """`answer`, with each answer's token count and whether it ended on eos (for an API's usage).
+
+        `streamers[i]` (transformers' streamer interface, or None) is handed item i's new tokens as
+        its batch generates them (`RowStreams`); a streamer whose `stop_requested()` is True ends its
+        row early (the other rows of the batch are unaffected).
 
         Batches go in length order; results come back in input order. Images are loaded per batch
         (a 100K-question run never holds them all), and the next batch's images are loaded and
@@ -226,7 +268,8 @@ class Generator:
                 inputs = pending.result()
                 if k + 1 < len(batches):
                     pending = pool.submit(prepare, batches[k + 1])
-                for i, done in zip(batch, self._run(inputs), strict=True):
+                extra = RowStreams.extra([streamers[i] for i in batch]) if streamers else {}
+                for i, done in zip(batch, self._run(inputs, **extra), strict=True):
                     answers[i] = done
         return answers
 
@@ -238,12 +281,20 @@ class Generator:
         """
         if not sampling.temperature > 0 or not 0 < sampling.top_p <= 1:
             raise ValueError(f"sampling needs temperature > 0 and 0 < top_p <= 1, got {sampling}")
+        return self.stream(prompt, image, sampling)
+
+    def stream(self, prompt: str, image: Any, sampling: Sampling | None, streamer: Any = None) -> Completion:
+        """One rendered prompt answered alone: greedy (`sampling` None, the answer `complete` gives) or
+        sampled from `sampling.seed`; `streamer` as in `complete` (what `vitune serve` streams)."""
         imgs = None if image is None else [_prepare_image(image, self.processor.image_processor)]
         inputs = self._inputs([prompt], imgs)
+        extra = RowStreams.extra([streamer])
+        if sampling is None:
+            return self._run(inputs, None, **extra)[0]
         cuda = [self.model.device.index or 0] if self.model.device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(sampling.seed)
-            return self._run(inputs, sampling)[0]
+            return self._run(inputs, sampling, **extra)[0]
 
     def generate(self, items: Sequence[GenItem]) -> list[str]:
         """Answer every item; the result is in input order and does not depend on `batch_size`."""

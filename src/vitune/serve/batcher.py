@@ -8,7 +8,7 @@ thread-safe (and a second concurrent generate would only compete for the same co
 `handle` returns one result per item, in order; an item's result that is an exception is raised
 to that item's caller only, so one bad request does not fail its batch-mates. If `handle` itself
 raises, every item of the batch gets that error. Items whose caller went away (cancelled future)
-are dropped before the batch runs.
+are dropped before the batch runs. `stop` is graceful: what was submitted before it still runs.
 """
 
 from __future__ import annotations
@@ -36,12 +36,14 @@ class MicroBatcher:
         batch_size: int = 8,
         max_wait_s: float = 0.01,
         keep_sizes: int = 1000,
+        on_batch: Callable[[int], None] | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         if max_wait_s < 0:
             raise ValueError("max_wait_s must be >= 0")
         self.handle = handle
+        self.on_batch = on_batch  # called with each batch's size (metrics)
         self.batch_size = batch_size
         self.max_wait_s = max_wait_s
         self._queue: queue.Queue[Any] = queue.Queue()
@@ -66,6 +68,17 @@ class MicroBatcher:
             return
         self._queue.put(_STOP)
         thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        """Whether the worker thread is running."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    @property
+    def pending(self) -> int:
+        """Items waiting for a batch (approximate while the worker is collecting)."""
+        return self._queue.qsize()
 
     def submit(self, item: Any) -> Future:
         if self._thread is None:
@@ -111,6 +124,8 @@ class MicroBatcher:
         self.batch_sizes.append(len(batch))
         self.n_items += len(batch)
         self.n_batches += 1
+        if self.on_batch is not None:
+            self.on_batch(len(batch))
         try:
             results = list(self.handle([item for item, _ in batch]))
             if len(results) != len(batch):

@@ -1,9 +1,18 @@
-"""Images of chat requests: a base64 `data:` URL, or a local file (a path or a `file://` URL).
+"""Images of chat requests: a base64 `data:` URL, or (only with an image root) a local file.
 
-Remote `http(s)://` URLs are refused rather than fetched: the server would otherwise make requests
-on a client's behalf. Local files are read only under `image_root` when one is set (a server
-reachable by others should set it: a path is otherwise any file the server can read). Every failure
-is a `RequestError` (400) naming what was wrong, never a traceback.
+Closed by default: remote `http(s)://` URLs are never fetched (the server would make requests on a
+client's behalf), and local paths / `file://` URLs are refused unless the server was started with an
+image root (`--image-root`), under which they are resolved with the project's safe path rules
+(`sources.paths.resolve_image`: no `..`, no NUL, no symlink out of the root). Every image goes
+through the project's one image check (`data.images.open_image`) with the server's limits: its size
+in bytes first, then its header (pixels, longest side, aspect ratio) before any pixel is decoded.
+
+Error messages never say whether a path outside the root exists, never show the root, and never
+hold an exception's text: every failure is a `RequestError` (400) with a short, fixed reason.
+
+`load_image` returns a *lazy* image (header read, pixels not yet decoded) over the compressed bytes,
+after one full decode has proven the data sound: a queued request then holds only its compressed
+bytes (at most `max_image_bytes`), and the pixels are decoded again when its batch is prepared.
 """
 
 from __future__ import annotations
@@ -12,58 +21,93 @@ import base64
 import binascii
 import io
 import os
+import re
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from PIL import Image
 
+from vitune.data.images import ImageError, open_image
+from vitune.serve.limits import Limits
 from vitune.serve.protocol import RequestError
+from vitune.sources.paths import UnsafePathError, resolve_image
 
 PARAM = "messages"
+_DATA_URL = re.compile(r"data:image/[A-Za-z0-9.+-]+;base64")
 
 
-def _decode(data: bytes | str, what: str) -> Image.Image:
-    try:
-        with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as im:
-            return im.convert("RGB")
-    except FileNotFoundError:
-        raise RequestError(400, f"image file not found: {what}", PARAM) from None
-    except Exception as e:  # PIL raises many types (OSError, ValueError, DecompressionBombError, ...)
-        raise RequestError(400, f"unreadable image ({what}): {type(e).__name__}: {e}", PARAM) from None
+def _refuse(message: str) -> RequestError:
+    return RequestError(400, message, PARAM)
 
 
-def _data_url(url: str) -> Image.Image:
+def _data_url(url: str, limits: Limits) -> bytes:
     header, sep, payload = url.partition(",")
-    if not sep or not header.startswith("data:image/") or not header.endswith(";base64"):
-        raise RequestError(400, "an image data URL must look like data:image/<type>;base64,<data>", PARAM)
+    if not sep or not _DATA_URL.fullmatch(header):
+        raise _refuse("an image data URL must look like data:image/<type>;base64,<data>")
+    # base64 is 4 characters per 3 bytes: refuse before decoding what is over the limit anyway.
+    if len(payload) > (limits.max_image_bytes + 2) // 3 * 4:
+        raise _refuse(f"the image is over {limits.max_image_bytes} bytes (vitune serve --max-image-bytes)")
     try:
-        raw = base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError) as e:
-        raise RequestError(400, f"the image data URL is not valid base64: {e}", PARAM) from None
-    return _decode(raw, f"{header} data URL, {len(raw)} bytes")
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise _refuse("the image data URL is not valid base64") from None
 
 
-def _local_path(url: str, image_root: Path | None) -> Path:
-    path = Path(unquote(urlparse(url).path)) if url.startswith("file://") else Path(url)
+def _local_file(url: str, image_root: Path | None, limits: Limits) -> bytes:
     if image_root is None:
-        return path
-    root = image_root.resolve()
-    full = (root / path).resolve()  # relative paths are under the root; absolute ones must be too
-    if not full.is_relative_to(root):
-        raise RequestError(400, f"image path {url!r} is outside the server's image root", PARAM)
-    return full
-
-
-def load_image(url: str, image_root: str | os.PathLike | None = None) -> Image.Image:
-    """The RGB image `url` names (see the module doc)."""
-    if url.startswith("data:"):
-        return _data_url(url)
-    scheme = urlparse(url).scheme.lower()
-    if scheme in ("http", "https"):
-        raise RequestError(
-            400, "remote image URLs are not fetched; send the image as a base64 data URL", PARAM
+        raise _refuse(
+            "local image paths are not accepted by this server (it was started without --image-root); "
+            "send the image as a base64 data URL"
         )
+    raw = unquote(urlparse(url).path) if url.startswith("file://") else url
+    root = image_root.resolve()
+    # An absolute path is accepted when it names a file under the root, as a path relative to it.
+    rel = os.path.relpath(raw, root) if os.path.isabs(raw) and "\x00" not in raw else raw
+    try:
+        path = resolve_image(root, rel)
+    except (UnsafePathError, ValueError, OSError):
+        # One answer whatever is outside the root, so its files cannot be probed.
+        raise _refuse("the image path is not under the server's image root") from None
+    try:
+        if not path.is_file():
+            raise OSError
+        if path.stat().st_size > limits.max_image_bytes:
+            raise _refuse(
+                f"the image is over {limits.max_image_bytes} bytes (vitune serve --max-image-bytes)"
+            )
+        return path.read_bytes()
+    except OSError:
+        raise _refuse("no readable image file at that path under the server's image root") from None
+
+
+def read_image_bytes(url: str, image_root: str | os.PathLike | None, limits: Limits) -> bytes:
+    """The compressed bytes of the image `url` names, checked against the byte limit (module doc)."""
+    if url.startswith("data:"):
+        return _data_url(url, limits)
+    scheme = urlparse(url).scheme.lower() if "\x00" not in url else ""
+    if scheme in ("http", "https"):
+        raise _refuse("remote image URLs are not fetched; send the image as a base64 data URL")
     if scheme not in ("", "file") and not (len(scheme) == 1 and os.name == "nt"):  # C:\ on Windows
-        raise RequestError(400, f"unsupported image URL scheme {scheme!r} (data:, file:// or a path)", PARAM)
-    path = _local_path(url, Path(image_root) if image_root is not None else None)
-    return _decode(str(path), str(path))
+        raise _refuse("unsupported image URL scheme (a base64 data: URL, or a path under the image root)")
+    return _local_file(url, Path(image_root) if image_root is not None else None, limits)
+
+
+def check_image_bytes(data: bytes, limits: Limits) -> Image.Image:
+    """A lazy image over `data` once the one image check has decoded it fully (module doc)."""
+    if len(data) > limits.max_image_bytes:
+        raise _refuse(f"the image is over {limits.max_image_bytes} bytes (vitune serve --max-image-bytes)")
+    try:
+        open_image(data, limits.image_limits(), source="image").close()
+    except ImageError as e:
+        # Pillow's own texts (object addresses, decoder internals) stay out of the answer.
+        reason = "unreadable image" if e.reason.startswith("unreadable") else e.reason
+        raise _refuse(f"the image cannot be used: {reason}") from None
+    return Image.open(io.BytesIO(data))
+
+
+def load_image(
+    url: str, image_root: str | os.PathLike | None = None, limits: Limits | None = None
+) -> Image.Image:
+    """The image `url` names (see the module doc), checked; lazy until its batch decodes it."""
+    limits = limits or Limits()
+    return check_image_bytes(read_image_bytes(url, image_root, limits), limits)
