@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from vitune.cli.app import app, tasks_app
-from vitune.utils.progress import console, make_progress
+from vitune.utils.progress import console, make_progress, print_rows
 
 
 @app.command()
@@ -34,10 +34,8 @@ def tasks_list() -> None:
     """List tasks: name, Vision-Flan category, source."""
     from vitune.tasks.spec import registry
 
-    table = Table("task", "category", "source")
-    for name, task in sorted(registry().items()):
-        table.add_row(name, task.spec.category, task.spec.source)
-    console.print(table)
+    rows = [[name, task.spec.category, task.spec.source] for name, task in sorted(registry().items())]
+    print_rows(["task", "category", "source"], rows)
 
 
 @tasks_app.command("show")

@@ -22,12 +22,14 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from vitune.cli.app import app
-from vitune.utils.progress import console
+from vitune.cli.app import HelpGroup, app
+from vitune.utils.progress import console, print_rows
 
 eval_app = typer.Typer(
+    cls=HelpGroup,
+    rich_markup_mode=None,
     help="Benchmarks: `vitune eval --model CKPT --bench NAME=PATH --out DIR` runs them; "
-    "`compare` and `list` below."
+    "`compare` and `list` below.",
 )
 app.add_typer(eval_app, name="eval")
 
@@ -257,12 +259,12 @@ def list_benchmarks() -> None:
 
     from vitune.eval.benchmarks import benchmark_names, get_benchmark
 
-    table = Table("name", "metric", "judge", "official files")
+    rows = []
     for name in benchmark_names():
         b = get_benchmark(name)
         doc = (sys.modules[type(b).__module__].__doc__ or "").strip().splitlines()
-        table.add_row(name, b.metric, "yes" if b.needs_judge else "", doc[0] if doc else "")
-    console.print(table)
+        rows.append([name, b.metric, "yes" if b.needs_judge else "", doc[0] if doc else ""])
+    print_rows(["name", "metric", "judge", "official files"], rows)
 
 
 @eval_app.command()

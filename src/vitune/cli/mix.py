@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from vitune.cli.app import app
-from vitune.utils.progress import console, make_progress
+from vitune.utils.progress import console, make_progress, print_rows
 
 
 def _parse_vars(items: list[str] | None) -> dict[str, str]:
@@ -36,10 +36,7 @@ def curate(
     from vitune.curate.run import curate as run_curate
 
     if list_recipes or recipe is None:
-        table = Table("recipe", "path")
-        for name, path in bundled_recipes().items():
-            table.add_row(name, str(path))
-        console.print(table)
+        print_rows(["recipe", "path"], [[name, str(path)] for name, path in bundled_recipes().items()])
         return
     if out is None:
         raise typer.BadParameter("OUT is required")

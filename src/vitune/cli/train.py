@@ -10,7 +10,7 @@ from rich.table import Table
 
 from vitune.cli.app import app
 from vitune.cli.mix import _parse_vars
-from vitune.utils.progress import console, is_main_process, make_progress, stage_bars
+from vitune.utils.progress import console, is_main_process, make_progress, print_rows, stage_bars
 
 
 @app.command()
@@ -31,14 +31,14 @@ def train(
     from vitune.train.stages import run_recipe
 
     if list_recipes or recipe is None:
-        table = Table("recipe", "stages", "path")
+        rows = []
         for name, path in bundled_recipes().items():
             try:
                 stages = ", ".join(s.name for s in load_recipe(path, _placeholder_vars(path)).stages)
             except RecipeError:
                 stages = "?"
-            table.add_row(name, stages, str(path))
-        console.print(table)
+            rows.append([name, stages, str(path)])
+        print_rows(["recipe", "stages", "path"], rows)
         return
     if out is None:
         raise typer.BadParameter("--out is required")

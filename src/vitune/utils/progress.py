@@ -14,7 +14,16 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+# Progress, logs and messages go to stderr; data and listings to stdout (`vitune tasks list | grep`).
 console = Console(stderr=True)
+
+
+def print_rows(header: list[str], rows: list[list[str]]) -> None:
+    """A listing on stdout as plain aligned columns: never wrapped or cut at the terminal width, so
+    `vitune tasks list | grep color` finds whole rows whatever COLUMNS is."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
 
 
 def make_progress(*, disable: bool = False) -> Progress:
