@@ -71,11 +71,11 @@ def tasks_show(
 
 
 def _fail(e: Exception) -> NoReturn:
-    """Print an input error (file, record, reason) unwrapped, and exit 1."""
+    """Print an input error (file, record, reason) unwrapped, and exit 2."""
     from rich.markup import escape
 
     console.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
-    raise typer.Exit(1)
+    raise typer.Exit(2)
 
 
 @app.command()

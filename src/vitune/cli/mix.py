@@ -12,13 +12,18 @@ from vitune.cli.app import app
 from vitune.utils.progress import console, make_progress, print_rows
 
 
-def _parse_vars(items: list[str] | None) -> dict[str, str]:
+def _parse_vars(items: list[str] | None, recipe_file: Path | None = None) -> dict[str, str]:
+    """`--var NAME=VALUE` pairs; with `recipe_file`, names it neither declares nor uses are an error."""
+    from vitune.utils.config import check_known_variables
+
     out = {}
     for item in items or []:
         name, sep, value = item.partition("=")
-        if not sep:
-            raise typer.BadParameter(f"expected NAME=VALUE, got {item!r}")
+        if not sep or not name:
+            raise typer.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint="--var")
         out[name] = value
+    if recipe_file is not None and recipe_file.is_file():
+        check_known_variables(recipe_file, out)
     return out
 
 
@@ -40,6 +45,12 @@ def curate(
         return
     if out is None:
         raise typer.BadParameter("OUT is required")
+    recipe_file = bundled_recipes().get(recipe, Path(recipe))
+    if not recipe_file.is_file():
+        raise typer.BadParameter(
+            f"{recipe}: no such recipe file or bundled recipe ({', '.join(bundled_recipes())})"
+        )
+    variables = _parse_vars(var, recipe_file)
     with make_progress() as prog:
         bars: dict[str, object] = {}
 
@@ -49,9 +60,7 @@ def curate(
             prog.update(bars[stage], completed=done, total=total)
 
         try:
-            summary = run_curate(
-                bundled_recipes().get(recipe, recipe), out, progress, variables=_parse_vars(var)
-            )
+            summary = run_curate(recipe_file, out, progress, variables=variables)
         except RecipeError as e:
             console.print(f"[red]error:[/red] {e}")
             raise typer.Exit(2) from None

@@ -43,7 +43,8 @@ def train(
     if out is None:
         raise typer.BadParameter("--out is required")
     try:
-        rec = load_recipe(recipe, _parse_vars(var))
+        file = bundled_recipes().get(recipe, Path(recipe))
+        rec = load_recipe(recipe, _parse_vars(var, file))
     except RecipeError as e:
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from None

@@ -387,6 +387,12 @@ def curate(
     assert pool.hashes is not None
     key = _digest("load", recipe.seed, fingerprints, recipe.caps.model_dump())
     idx = np.arange(len(pool), dtype=np.int64)
+    # The one path rule, before any step: an absolute or `..` image path never reaches llava.json.
+    unsafe = pool.unsafe_paths()
+    for i, reason in unsafe:
+        load_ledger.reject("curate.load", pool.file(i), pool.locator(i), reason, source=pool.source_name(i))
+    if unsafe:
+        idx = np.setdiff1d(idx, np.asarray([i for i, _ in unsafe], np.int64))
     if progress:
         progress("load", len(idx), len(idx))
     loaded = {"count": len(idx), "unreadable": len(load_ledger), **pool.counts(idx)}

@@ -130,7 +130,7 @@ class ImageRecord:
     """Everything known about one image, merged across sources."""
 
     image_id: str
-    file_name: str  # relative to the image root; resolved safely by `sources.paths`
+    file_name: str  # relative to the image root; resolved safely by `data.paths`
     width: int
     height: int
     split: str = ""

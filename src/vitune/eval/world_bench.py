@@ -50,9 +50,9 @@ from typing import Any
 
 from PIL import Image
 
+from vitune.data.paths import resolve_image
 from vitune.data.records import ImageRecord
 from vitune.sources.merge import load_world
-from vitune.sources.paths import resolve_image
 from vitune.utils.atomic import write_json
 from vitune.utils.hashing import derive_seed
 from vitune.utils.text import COLOR_WORDS, plural

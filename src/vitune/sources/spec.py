@@ -32,10 +32,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from vitune.data.ledger import Ledger
+from vitune.data.paths import UnsafePathError, resolve_image
 from vitune.data.records import ImageRecord
 from vitune.sources.coco import read_coco
 from vitune.sources.merge import merge_records
-from vitune.sources.paths import UnsafePathError, resolve_image
 from vitune.sources.stats import ReadStats, SourceResult
 from vitune.sources.visual_genome import FILES as VG_FILES
 from vitune.sources.visual_genome import read_visual_genome

@@ -37,9 +37,9 @@ from typing import Any
 from vitune import __version__
 from vitune.data.instance import Instance, Turn
 from vitune.data.ledger import Ledger, Rejection
+from vitune.data.paths import UnsafePathError, resolve_image
 from vitune.data.records import ImageRecord
 from vitune.data.store import MANIFEST, write_shard
-from vitune.sources.paths import UnsafePathError, resolve_image
 from vitune.tasks.export import (
     EXPORT_FILES,
     EXPORTS,

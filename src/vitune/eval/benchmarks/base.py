@@ -55,7 +55,7 @@ class BenchItem:
             from PIL import Image
 
             return Image.open(io.BytesIO(self.image)).convert("RGB")
-        from vitune.sources.paths import resolve_image
+        from vitune.data.paths import resolve_image
 
         return resolve_image(image_root if image_root is not None else ".", self.image)
 
