@@ -98,10 +98,12 @@ def test_missing_image_and_reasons(tmp_path):
     assert [(i, r) for i, r, _ in removed] == [
         (1, "missing image file"),
         (2, "empty reply"),
-        (3, "bad image: unreadable image"),
-        (4, "bad image: empty image file"),
+        (3, "bad image"),
+        (4, "bad image"),
     ]
     assert removed[1][2] == {"detail": "turn 1"}
+    assert removed[2][2]["detail"].startswith("c.jpg: unreadable image")
+    assert removed[3][2] == {"detail": "d.jpg: empty image file"}
     assert len(kept) + len(removed) == len(items)
 
 

@@ -160,7 +160,7 @@ class Filters:
     def image_problem(self, path: str) -> str | None:
         """Why the image file `path` is unusable, or None."""
         if isinstance(path, EscapedPath):
-            return f"unsafe image path ({path})"
+            return f"unsafe image path: {path}"
         hit = self._memo.get(path)
         if hit is None:
             hit = self._memo[path] = self._check(path) or ""
@@ -186,7 +186,8 @@ class Filters:
                 if inst.image is not None and image_path is not None:
                     problem = self.image_problem(image_path)
                     if problem:
-                        r = problem if problem.startswith("unsafe") else f"{problem} ({inst.image})"
+                        label, _, why = problem.partition(": ")
+                        r = f"{label} ({inst.image}: {why})" if why else f"{label} ({inst.image})"
             if r:
                 return r
         return None

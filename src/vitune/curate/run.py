@@ -199,6 +199,8 @@ def _select(pool: Pool, idx: np.ndarray, step: Any, seed: int, label: str) -> tu
 
 
 def run_step(pool: Pool, idx: np.ndarray, step: Any, seed: int, label: str, progress: Progress | None):
+    if len(idx) == 0:  # everything was rejected earlier: nothing to filter, dedup or select
+        return np.zeros(0, np.int64), []
     items = ItemView(pool, idx)
     t = step.type
     if t == "filter":
