@@ -125,6 +125,10 @@ def build(
         bool,
         typer.Option(help="Hard-link (or copy) images to OUT/images/<task>_<idx>_<file> for the exports."),
     ] = False,
+    check_images: Annotated[
+        bool,
+        typer.Option(help="Decode every image first; missing, corrupt or oversized ones are ledgered."),
+    ] = True,
 ) -> None:
     """Build instances (Parquet + manifest), LLaVA / Vision-Flan JSON exports and the rejected ledger.
 
@@ -201,6 +205,7 @@ def build(
                 workers=workers,
                 exports=export or EXPORTS,
                 flatten_images=flatten_images,
+                check_images=check_images,
                 paraphrase=paraphrase,
                 image_root=loaded.image_root,
                 sources=described,
