@@ -190,9 +190,10 @@ def _read_instances(
             continue
         ann_ids.add(aid)
         oid = f"coco:{aid}"
-        rec.objects.append(ObjectAnn(oid, name, box, [], "coco"))
-        if a.get("iscrowd") in (1, True):
-            # Crowd boxes cover a group ("people"), not one object; task builders may want to skip them.
+        crowd = a.get("iscrowd") in (1, True)
+        # Crowd boxes cover a group ("people"), not one object: kept, flagged, never counted.
+        rec.objects.append(ObjectAnn(oid, name, box, [], "coco", crowd))
+        if crowd:
             rec.meta.setdefault("coco_crowd", []).append(oid)
         st.kept += 1
     result.stats.append(st)
