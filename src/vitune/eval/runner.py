@@ -36,6 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from vitune import __version__
+from vitune.data.images import check_image
+from vitune.data.ledger import Ledger
+from vitune.data.paths import UnsafePathError, resolve_image
 from vitune.eval.benchmarks import BenchItem, Benchmark, get_benchmark, to_gen_item
 from vitune.train.templates import saved_template
 from vitune.utils.atomic import write_json, write_text
@@ -58,6 +61,7 @@ MODEL_FILES = (
     "processor_config.json",
     "chat_template*",
 )
+REJECTED_FILE = "rejected.jsonl"  # per benchmark: items not asked (bad image), with the reason
 # Anything that answers GenItems in order: a `Generator`, or a stub in tests.
 AnswerFn = Callable[[Sequence[Any]], list[str]]
 
@@ -125,9 +129,32 @@ def image_ref(item: BenchItem, image_root: Path) -> str:
         return ""
     if isinstance(item.image, bytes):
         return "bytes:" + hashlib.blake2b(item.image, digest_size=16).hexdigest()
-    path = image_root / item.image
-    size = path.stat().st_size if path.exists() else -1  # a missing image fails at generation time
+    try:
+        path = resolve_image(image_root, item.image)
+    except UnsafePathError:
+        return f"{item.image}:unsafe"  # never looked at: the item is refused before generation
+    size = path.stat().st_size if path.exists() else -1  # a missing image is refused before generation
     return f"{item.image}:{size}"
+
+
+def image_problems(items: Sequence[BenchItem], image_root: Path) -> dict[int, str]:
+    """{index: reason} of items whose image breaks the one path rule or fails the one image check
+    (missing, empty, corrupt, a bomb). Those items are not asked (scored as unanswered, so wrong)
+    and are listed with their reason in `<bench>/rejected.jsonl`: one bad image never stops a run."""
+    out: dict[int, str] = {}
+    for k, it in enumerate(items):
+        if it.image is None:
+            continue
+        if isinstance(it.image, bytes):
+            reason = check_image(it.image)
+        else:
+            try:
+                reason = check_image(resolve_image(image_root, it.image))
+            except UnsafePathError as e:
+                reason = str(e)
+        if reason:
+            out[k] = reason
+    return out
 
 
 class ResponseCache:
@@ -302,7 +329,18 @@ def run_benchmark(
         cache_key(model_id, spec.name, it.item_id, it.question, image_ref(it, root), params) for it in items
     ]
     todo = [i for i, k in enumerate(keys) if k not in cache]
-    n_cached = len(items) - len(todo)
+    bad = image_problems([items[i] for i in todo], root)
+    if bad:
+        rejected = Ledger()
+        for k, reason in bad.items():
+            it = items[todo[k]]
+            rejected.reject("eval.images", str(spec.path), f"item {it.item_id}", reason, image=str(it.image))
+            log.warning("%s: item %s not asked: %s", spec.name, it.item_id, reason)
+        rejected.write(out_dir / spec.name / REJECTED_FILE)
+        todo = [i for k, i in enumerate(todo) if k not in bad]
+    else:
+        (out_dir / spec.name / REJECTED_FILE).unlink(missing_ok=True)  # a previous run's, now stale
+    n_cached = len(items) - len(todo) - len(bad)
     log.info("%s: %d items, %d cached, %d to generate", spec.name, len(items), n_cached, len(todo))
     task = None
     if progress is not None:
@@ -339,6 +377,7 @@ def run_benchmark(
         n_generated=len(todo),
         n_cached=n_cached,
         n_unanswered=n_missing,
+        n_bad_images=len(bad),
         generation_seconds=round(gen_seconds, 3),
         items_per_s=round(len(todo) / gen_seconds, 2) if todo and gen_seconds > 0 else None,
     )

@@ -12,7 +12,6 @@ every result reports `n_missing`.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from abc import ABC, abstractmethod
@@ -52,9 +51,9 @@ class BenchItem:
         if self.image is None:
             return None
         if isinstance(self.image, bytes):
-            from PIL import Image
+            from vitune.data.images import open_image
 
-            return Image.open(io.BytesIO(self.image)).convert("RGB")
+            return open_image(self.image, source=f"item {self.item_id}")
         from vitune.data.paths import resolve_image
 
         return resolve_image(image_root if image_root is not None else ".", self.image)
