@@ -73,3 +73,26 @@ def resolve_image(image_root: str | os.PathLike, rel: str, *, allow_absolute: bo
     if not target.is_relative_to(root):
         raise UnsafePathError(f"image path {rel!r} resolves to {target}, outside the image root {root}")
     return target
+
+
+# A Hugging Face hub id: `name` or `org/name` (letters, digits, `-`, `_`, `.`; no leading dot).
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+
+
+def check_model_source(name: str | os.PathLike, what: str = "model") -> str | None:
+    """Why `name` can be neither a local model folder nor a hub id, or None when it can be used.
+
+    A missing *local* path must never turn into a download attempt of the same string: anything
+    that is not shaped like `org/name`, or whose first folder exists here (`run/model` when `run/`
+    does), is a local path and must exist.
+    """
+    text = os.fspath(name)
+    if os.path.exists(text):
+        return None
+    first = re.split(r"[/\\]", text, maxsplit=1)[0]
+    looks_local = (
+        not _HUB_ID.match(text) or text.startswith(("~", ".")) or (first != text and os.path.isdir(first))
+    )
+    if looks_local:
+        return f"{what} {text!r}: no such local folder (a local path is never fetched from the hub)"
+    return None

@@ -34,6 +34,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from vitune.data.paths import check_model_source
 from vitune.utils.config import ConfigError, fill_variables, read_yaml, resolve_path, validate
 
 Mode = Literal["full", "frozen", "lora"]
@@ -222,6 +223,8 @@ def parse_recipe(
         # Hugging Face ids ("org/name") stay as they are; local paths are made absolute.
         if value is not None and base_dir is not None and (base_dir / value).exists():
             setattr(m, attr, resolve_path(value, base_dir))
+        elif value is not None and (reason := check_model_source(value, f"model.{attr}")):
+            raise RecipeError(f"{source}: {reason}")  # before any stage starts, not a hub 404 later
     for st in recipe.stages:
         for d in st.data:
             d.path = resolve_path(d.path, base_dir)
