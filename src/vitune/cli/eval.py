@@ -104,6 +104,7 @@ def eval_run(
         raise typer.BadParameter(f"--images for benchmarks not given with --bench: {sorted(unknown_roots)}")
     specs = [BenchSpec(s.name, s.path, Path(roots[s.name]) if s.name in roots else None) for s in specs]
     _check_names([s.name for s in specs])
+    _check_inputs(model, specs)
     if judge_runs > 1:
         specs = _with_judge_runs(specs, judge_runs)
 
@@ -250,6 +251,19 @@ def compare(
         console.print("[yellow]both runs are of the same model (same fingerprint)")
     if markdown is not None:
         write_text(markdown, markdown_table(COMPARE_COLUMNS, rows))
+
+
+def _check_inputs(model: Path, specs: list) -> None:
+    """Every named file and folder exists, before the model is loaded or any benchmark runs."""
+    from vitune.errors import InputError
+
+    if not (model / "config.json").is_file():
+        raise InputError(model, "not a saved model folder (no config.json)")
+    for s in specs:
+        if not s.path.exists():
+            raise InputError(s.path, f"--bench {s.name}: no such file or folder")
+        if s.image_root is not None and not Path(s.image_root).is_dir():
+            raise InputError(s.image_root, f"--images {s.name}: no such folder")
 
 
 @eval_app.command("list")

@@ -27,8 +27,8 @@ def train(
     list_recipes: Annotated[bool, typer.Option("--list", help="List the bundled recipes.")] = False,
 ) -> None:
     """Train a LLaVA model stage by stage (align -> stage 1 -> stage 2 ...) from one recipe file."""
-    from vitune.train.recipe import RecipeError, bundled_recipes, load_recipe
-    from vitune.train.stages import run_recipe
+    from vitune.errors import InputError
+    from vitune.train.recipe import RecipeError, bundled_recipes, load_recipe, missing_inputs
 
     if list_recipes or recipe is None:
         rows = []
@@ -48,6 +48,13 @@ def train(
     except RecipeError as e:
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from None
+    if stage is not None:
+        rec.stage(stage)  # an unknown stage name is a RecipeError (exit 2) before any work
+    missing = missing_inputs(rec, stage)
+    if missing:
+        raise InputError(None, "; ".join(missing))
+    from vitune.train.stages import run_recipe  # the training stack: imported once inputs are checked
+
     main = is_main_process()
     with make_progress(disable=not main) as prog:
         try:

@@ -252,3 +252,20 @@ def bundled_recipes() -> dict[str, Path]:
     """The recipes shipped in `vitune/train/recipes/`, by file stem."""
     folder = Path(__file__).parent / "recipes"
     return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+
+
+def missing_inputs(recipe: Recipe, only_stage: str | None = None) -> list[str]:
+    """ "path: why" for every data file, image folder or world a (or every) stage reads that does not
+    exist: checked before any model is built, so a typo costs nothing."""
+    out = []
+    for st in recipe.stages:
+        if only_stage is not None and st.name != only_stage:
+            continue
+        for d in st.data:
+            if not Path(d.path).exists():
+                out.append(f"{d.path}: stage {st.name}: data not found")
+            if d.image_root and not Path(d.image_root).is_dir():
+                out.append(f"{d.image_root}: stage {st.name}: image folder not found")
+        if st.records is not None and not Path(st.records.world).is_dir():
+            out.append(f"{st.records.world}: stage {st.name}: world folder not found")
+    return out
