@@ -566,3 +566,86 @@ def test_help_is_readable_at_80_columns(cmd: list[str]) -> None:
     listing = out.split("Commands:")[1] if "Commands:" in out else ""
     assert not any(line.rstrip().endswith("...") for line in listing.splitlines()), out  # click's cut-off
     assert max(len(line) for line in out.splitlines()) <= 80, out
+
+
+# --- 8. outputs survive failures: staged and swapped in, a full disk named, orphans cleaned --------
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _full_disk_after(monkeypatch, n_ok: int) -> None:
+    """Every fsync after the first `n_ok` fails as a full disk does (no file named by the OS)."""
+    import errno
+    import os
+
+    calls = [0]
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        calls[0] += 1
+        if calls[0] > n_ok:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+def test_failed_rebuild_keeps_the_previous_build_and_names_the_full_disk(tmp_path: Path, monkeypatch) -> None:
+    ds = write_dataset(tmp_path / "ds")
+    out = tmp_path / "out"
+    args = [
+        "build",
+        "--sources",
+        str(ds["yaml"]),
+        "--out",
+        str(out),
+        "--workers",
+        "1",
+        "--task",
+        "object_counting",
+    ]
+    code, _, err = _cli(*args)
+    assert code == 0, err
+    before = _tree(out)
+    _write(out / "instances" / ".manifest.json.k3j9x_2a.tmp", "half")  # what a kill -9 leaves
+    _full_disk_after(monkeypatch, 2)
+    code, _, err = _cli(*args, "--task", "object_existence")
+    _clear_error(code, err, "disk full (no space left on device)", str(out))
+    monkeypatch.undo()
+    assert _tree(out) == before  # the previous build untouched (not a mix), the orphan cleaned
+    code, _, err = _cli(*args)
+    assert code == 0, err
+    assert _tree(out) == before  # the same bytes again
+    assert not (out / ".staging").exists()
+
+
+def test_failed_resynth_and_recurate_keep_the_previous_outputs(tmp_path: Path, monkeypatch) -> None:
+    from vitune.world.generate import generate_world
+
+    world = tmp_path / "w"
+    generate_world(world, 12, seed=1, workers=1)
+    out = tmp_path / "s"
+    args = ["synth", "--world", str(world), "--out", str(out), "--limit", "4", "--generators", "conversation"]
+    code, _, err = _cli(*args)
+    assert code == 0, err
+    before = {k: v for k, v in _tree(out).items() if not k.startswith("cache.sqlite")}
+    _full_disk_after(monkeypatch, 1)
+    code, _, err = _cli(*args[:-1], "conversation,dialog")
+    _clear_error(code, err, "disk full", str(out))
+    monkeypatch.undo()
+    assert {k: v for k, v in _tree(out).items() if not k.startswith("cache.sqlite")} == before
+
+    cur = tmp_path / "c"
+    cargs = _synth_recipe_args(out / "synth_llava.json", world / "images", cur)
+    code, _, err = _cli(*cargs)
+    assert code == 0, err
+    kept = _tree(cur)
+    _full_disk_after(monkeypatch, 0)
+    code, _, err = _cli(*cargs)
+    _clear_error(code, err, "disk full", str(cur))
+    monkeypatch.undo()
+    assert {k: v for k, v in _tree(cur).items() if not k.startswith(".cache")} == {
+        k: v for k, v in kept.items() if not k.startswith(".cache")
+    }

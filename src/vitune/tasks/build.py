@@ -52,7 +52,7 @@ from vitune.tasks.export import (
     format_task,
 )
 from vitune.tasks.spec import BuildContext, Task, get_task
-from vitune.utils.atomic import write_json
+from vitune.utils.atomic import staged_dir, write_json
 from vitune.utils.hashing import derive_seed, file_fingerprint
 
 DEFAULT_CAP = 10_000  # Vision-Flan's per-task cap; 1,000 reproduces the public release
@@ -331,6 +331,15 @@ def _clear(out: Path) -> None:
 
 
 def build_to_dir(
+    records: list[ImageRecord], task_names: Sequence[str | Task], out: str | os.PathLike, **kwargs: Any
+) -> dict[str, Any]:
+    """Build into a staging folder and swap it in when complete (see `_build_to` for the options): a
+    failed or killed rebuild leaves the previous build in `out` intact, never a mix of both."""
+    with staged_dir(out, last=("instances",)) as stage:
+        return _build_to(records, task_names, stage, **kwargs)
+
+
+def _build_to(
     records: list[ImageRecord],
     task_names: Sequence[str | Task],
     out: str | os.PathLike,
