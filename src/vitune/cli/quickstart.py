@@ -23,7 +23,7 @@ def quickstart(
     time_scale: Annotated[
         float | None,
         typer.Option(
-            min=0.01, help="Multiply every stage's time budget (the recipe's are ~7 minutes in all)."
+            min=0.01, help="Multiply every stage's step count (the recipe's take ~7 minutes on 2 cores)."
         ),
     ] = None,
     max_steps: Annotated[
@@ -54,6 +54,9 @@ def quickstart(
         console.print(multiround_table(results["multiround"], title))
     console.print(f"results: {work / 'eval'}")
     console.print(f"report: {results['report']}")
+    console.print(results["verdict"]["text"], soft_wrap=True)
+    if not results["verdict"]["ok"]:
+        raise typer.Exit(1)
 
 
 def results_table(results: dict) -> Table:
