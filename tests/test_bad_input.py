@@ -649,3 +649,24 @@ def test_failed_resynth_and_recurate_keep_the_previous_outputs(tmp_path: Path, m
     assert {k: v for k, v in _tree(cur).items() if not k.startswith(".cache")} == {
         k: v for k, v in kept.items() if not k.startswith(".cache")
     }
+
+
+def test_svit_release_layout_is_read_per_topic_and_bad_records_ledgered(tmp_path: Path) -> None:
+    turns = [{"from": "user", "value": "What is on the table?"}, {"from": "gpt", "value": "A red cup."}]
+    data = [
+        {"image_id": 2, "conversations": [{"topic": "table", "content": turns}, {"topic": "cup", "content": turns[:1]}]},
+        {"image_id": 3, "conversations": turns},  # detail_description: the turns directly
+        {"image_id": None, "conversations": turns},
+        {"image_id": 4, "conversations": [{"topic": "x", "content": [{"from": "user", "value": "Q?"},
+                                                                      {"from": "gpt", "value": None}]}]},
+    ]  # fmt: skip
+    path = _write(tmp_path / "conversation.json", json.dumps(data))
+    ledger = Ledger()
+    got = read_llava_json(path, ledger)
+    assert [(i.id, i.image) for i in got] == [("svit-2-0", "2.jpg"), ("svit-3", "3.jpg")]
+    assert got[0].turns[1].text == "A red cup."
+    reasons = {r.locator: r.reason for r in ledger.items}
+    assert "ends on a human turn" in reasons["[0].conversations[1]"]
+    assert "invalid 'image_id'" in reasons["[2]"]
+    assert "not a string (NoneType)" in reasons["[3].conversations[0]"]
+    assert len(got) + len(ledger) == 5  # samples seen: 2 topics + 1 + 1 + 1 topic

@@ -5,7 +5,8 @@ Import normalizes the way LLaVA's loader does: `<image>` is moved to the start o
 turn (`"<image>\\n" + text`), a leading `gpt` turn is dropped, samples without `image` are
 text-only. Records that cannot be read, or would train on garbage (a null reply, an empty turn, a
 conversation ending on a human turn, `<image>` in a reply, an image path outside its root, a repeated
-id), go to the ledger with a reason instead of failing the run.
+id), go to the ledger with a reason instead of failing the run. SVIT's released layout (records keyed
+by `image_id`, turns grouped under topics) is read too: one sample per topic, image `{image_id}.jpg`.
 """
 
 from __future__ import annotations
@@ -186,14 +187,52 @@ def read_llava_json(
     out: list[Instance] = []
     seen: set[str] = set()
     for i, rec in enumerate(data):
-        inst, reason = llava_to_instance(
-            rec, index=i, default_task=default_task, allow_absolute=allow_absolute
-        )
-        if inst is not None and inst.id in seen:
-            inst, reason = None, f"duplicate id {inst.id!r}"
-        if inst is None:
-            ledger.reject("sources.llava", path, f"[{i}]", reason)
-        else:
-            seen.add(inst.id)
-            out.append(inst)
+        for loc, unit, why in _units(rec, i):
+            inst, reason = (
+                (None, why)
+                if unit is None
+                else llava_to_instance(
+                    unit, index=i, default_task=default_task, allow_absolute=allow_absolute
+                )
+            )
+            if inst is not None and inst.id in seen:
+                inst, reason = None, f"duplicate id {inst.id!r}"
+            if inst is None:
+                ledger.reject("sources.llava", path, loc, reason)
+            else:
+                seen.add(inst.id)
+                out.append(inst)
     return out
+
+
+# SVIT's release (`conversation.json`, `complex_reasoning.json`, `referring_qa.json`,
+# `detail_description.json`) keys records by Visual Genome `image_id`, not `image`, and groups a
+# conversation's turns under topics: `{"image_id", "conversations": [{"topic"?, "content": [{"from":
+# "user"|"gpt", "value"}]}]}` (detail descriptions: the turns directly). Images are VG's files.
+SVIT_IMAGE = "{image_id}.jpg"
+
+
+def _is_svit(rec: Any) -> bool:
+    return isinstance(rec, dict) and "image_id" in rec and "image" not in rec and "conversations" in rec
+
+
+def _units(rec: Any, i: int) -> list[tuple[str, Any, str]]:
+    """(locator, LLaVA record or None, reason) for each sample in record `i`: the record itself, or
+    one per topic of an SVIT record (the same checks then apply to each)."""
+    if not _is_svit(rec):
+        return [(f"[{i}]", rec, "")]
+    iid = rec["image_id"]
+    if isinstance(iid, bool) or not isinstance(iid, (int, str)) or not str(iid).strip():
+        return [(f"[{i}]", None, f"SVIT record: invalid 'image_id' {iid!r}")]
+    image = SVIT_IMAGE.format(image_id=str(iid).strip())
+    convs = rec["conversations"]
+    if isinstance(convs, list) and convs and all(isinstance(c, dict) and "content" in c for c in convs):
+        return [
+            (
+                f"[{i}].conversations[{k}]",
+                {"id": f"svit-{iid}-{k}", "image": image, "conversations": c["content"]},
+                "",
+            )
+            for k, c in enumerate(convs)
+        ]
+    return [(f"[{i}]", {"id": f"svit-{iid}", "image": image, "conversations": convs}, "")]
