@@ -53,7 +53,7 @@ class VituneGroup(HelpGroup):
         try:
             return super().invoke(ctx)
         except USER_ERRORS as e:
-            if _verbose(ctx):
+            if _verbose(ctx) or isinstance(e, BrokenPipeError):  # `vitune ... | head`: typer's to handle
                 raise
             print(f"error: {describe_error(e)}", file=sys.stderr)
             raise typer.Exit(INPUT_ERROR_EXIT) from None
