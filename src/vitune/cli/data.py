@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from vitune.cli.app import app, tasks_app
-from vitune.utils.progress import console, make_progress, print_rows
+from vitune.utils.progress import console, make_progress, print_rows, print_table
 
 
 @app.command()
@@ -223,7 +223,7 @@ def build(
             str(report["candidates"][name]),
             str(report["kept"][name]),
         )
-    console.print(table)
+    print_table(table)
     console.print(
         f"{manifest['records']} images -> {manifest['count']} instances in {len(sel.tasks)} tasks; "
         f"{len(ledger)} rejected (see {out / 'rejected.jsonl'})"

@@ -23,7 +23,7 @@ import typer
 from rich.table import Table
 
 from vitune.cli.app import HelpGroup, app
-from vitune.utils.progress import console, print_rows
+from vitune.utils.progress import console, print_rows, print_table
 
 eval_app = typer.Typer(
     cls=HelpGroup,
@@ -129,7 +129,7 @@ def eval_run(
         cache_path=cache,
         judge_factory=make_judge,
     )
-    console.print(results_table(results, title=f"{model.name}: benchmark results"))
+    print_table(results_table(results, title=f"{model.name}: benchmark results"))
     _print_judge_runs(results, out)
     _warn_missing(results)
     console.print(f"results: {out / 'results.json'}  {out / 'results.md'}")
@@ -207,7 +207,7 @@ def _print_judge_runs(results: dict, out: Path) -> None:
         table = Table("category", "mean ± std", "per run", title=f"{name}: {n_runs} judge runs")
         for row in judge_runs_rows(scores):
             table.add_row(*row, style="bold" if row[0] == "total" else None)
-        console.print(table)
+        print_table(table)
 
 
 def _warn_missing(results: dict) -> None:
@@ -246,7 +246,7 @@ def compare(
         delta = row[-1]
         colour = "green" if delta.endswith("(better)") else "red" if delta.endswith("(worse)") else None
         table.add_row(*row[:-1], f"[{colour}]{delta}[/{colour}]" if colour else delta, style=style)
-    console.print(table)
+    print_table(table)
     if a.get("model_fingerprint") == b.get("model_fingerprint"):
         console.print("[yellow]both runs are of the same model (same fingerprint)")
     if markdown is not None:
@@ -314,7 +314,7 @@ def multiround(
         max_new_tokens=max_new_tokens,
         device=device,
     )
-    console.print(multiround_table(result, f"{model.name}: single-round vs multi-round"))
+    print_table(multiround_table(result, f"{model.name}: single-round vs multi-round"))
     console.print(f"results: {out / 'multiround_results.json'}")
 
 

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from vitune.cli.app import app
-from vitune.utils.progress import console, make_progress, print_rows
+from vitune.utils.progress import console, make_progress, print_rows, print_table
 
 
 def _parse_vars(items: list[str] | None, recipe_file: Path | None = None) -> dict[str, str]:
@@ -68,7 +68,7 @@ def curate(
     for st in summary["steps"]:
         reasons = ", ".join(f"{k}: {v}" for k, v in st["removed_by_reason"].items())
         table.add_row(str(st["step"]), str(st["in"]), str(st["kept"]), str(st["removed"]), reasons)
-    console.print(table)
+    print_table(table)
     console.print(f"{summary['final']['count']} instances -> {out}")
 
 

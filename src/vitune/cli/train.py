@@ -10,7 +10,7 @@ from rich.table import Table
 
 from vitune.cli.app import app
 from vitune.cli.mix import _parse_vars
-from vitune.utils.progress import console, is_main_process, make_progress, print_rows, stage_bars
+from vitune.utils.progress import console, is_main_process, make_progress, print_rows, print_table, stage_bars
 
 
 @app.command()
@@ -74,7 +74,7 @@ def train(
             "-" if ll is None else f"{ll:.3f}",
             str(r.get("model_dir")),
         )
-    console.print(table)
+    print_table(table)
     console.print(f"model: {out / 'model'}")
 
 

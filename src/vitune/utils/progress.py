@@ -18,6 +18,16 @@ from rich.progress import (
 console = Console(stderr=True)
 
 
+def print_table(table: object) -> None:
+    """A result table on stdout (it is the command's data) at its natural width: a narrow terminal
+    (or COLUMNS=40) never cuts a cell with "…" or wraps a number over two lines."""
+    from rich.measure import Measurement
+
+    wide = Console(width=10_000)
+    need = Measurement.get(wide, wide.options, table).maximum
+    Console(width=max(Console().width, need)).print(table)
+
+
 def print_rows(header: list[str], rows: list[list[str]]) -> None:
     """A listing on stdout as plain aligned columns: never wrapped or cut at the terminal width, so
     `vitune tasks list | grep color` finds whole rows whatever COLUMNS is."""
