@@ -670,3 +670,15 @@ def test_svit_release_layout_is_read_per_topic_and_bad_records_ledgered(tmp_path
     assert "invalid 'image_id'" in reasons["[2]"]
     assert "not a string (NoneType)" in reasons["[3].conversations[0]"]
     assert len(got) + len(ledger) == 5  # samples seen: 2 topics + 1 + 1 + 1 topic
+
+
+def test_var_paths_are_cwd_relative_for_train_recipe_files_too(tmp_path: Path, monkeypatch) -> None:
+    from vitune.train.recipe import load_recipe
+
+    monkeypatch.chdir(tmp_path)
+    sub = _write(tmp_path / "recipes" / "r.yaml",
+                 "name: r\nvariables: {d: null}\nmodel: {preset: micro}\n"
+                 "stages: [{name: s, data: [{path: '${d}/x.json'}, {path: lit.json}]}]\n")  # fmt: skip
+    data = load_recipe(sub, {"d": "mydata"}).stages[0].data
+    assert data[0].path == str(tmp_path / "mydata" / "x.json")  # a --var value: the working directory
+    assert data[1].path == str(tmp_path / "recipes" / "lit.json")  # written in the file: its folder
