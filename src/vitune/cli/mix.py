@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from vitune.cli.app import app
@@ -62,7 +63,7 @@ def curate(
         try:
             summary = run_curate(recipe_file, out, progress, variables=variables)
         except RecipeError as e:
-            console.print(f"[red]error:[/red] {e}")
+            console.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
             raise typer.Exit(2) from None
     table = Table("step", "in", "kept", "removed", "by reason")
     for st in summary["steps"]:
@@ -174,7 +175,7 @@ def synth(
                 raise ValueError("--source needs --image-root (the folder image paths are relative to)")
             records = load(spec_from_pairs(source or [], image_root=image_root, split=split or ""), ledger)
     except (OSError, ValueError) as e:  # SpecError is a ValueError
-        console.print(f"[red]error:[/red] {e}")
+        console.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
         raise typer.Exit(2) from None
     with make_progress() as prog:
         bar = prog.add_task("synth", total=None, info="")

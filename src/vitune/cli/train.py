@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from vitune.cli.app import app
@@ -46,7 +47,7 @@ def train(
         file = bundled_recipes().get(recipe, Path(recipe))
         rec = load_recipe(recipe, _parse_vars(var, file))
     except RecipeError as e:
-        console.print(f"[red]error:[/red] {e}")
+        console.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
         raise typer.Exit(2) from None
     if stage is not None:
         rec.stage(stage)  # an unknown stage name is a RecipeError (exit 2) before any work
@@ -60,7 +61,7 @@ def train(
         try:
             result = run_recipe(rec, out, only_stage=stage, resume=resume, progress=stage_bars(prog))
         except RecipeError as e:
-            console.print(f"[red]error:[/red] {e}")
+            console.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
             raise typer.Exit(2) from None
     if not main:
         return  # under `accelerate launch` the first process reports for all
