@@ -36,10 +36,10 @@ from pathlib import Path
 from typing import Any
 
 from vitune import __version__
-from vitune.data.images import check_image
 from vitune.data.ledger import Ledger
 from vitune.data.paths import UnsafePathError, resolve_image
 from vitune.eval.benchmarks import BenchItem, Benchmark, get_benchmark, to_gen_item
+from vitune.eval.benchmarks.base import image_problems
 from vitune.train.templates import saved_template
 from vitune.utils.atomic import write_json, write_text
 from vitune.utils.hashing import derive_seed, dir_fingerprint
@@ -135,26 +135,6 @@ def image_ref(item: BenchItem, image_root: Path) -> str:
         return f"{item.image}:unsafe"  # never looked at: the item is refused before generation
     size = path.stat().st_size if path.exists() else -1  # a missing image is refused before generation
     return f"{item.image}:{size}"
-
-
-def image_problems(items: Sequence[BenchItem], image_root: Path) -> dict[int, str]:
-    """{index: reason} of items whose image breaks the one path rule or fails the one image check
-    (missing, empty, corrupt, a bomb). Those items are not asked (scored as unanswered, so wrong)
-    and are listed with their reason in `<bench>/rejected.jsonl`: one bad image never stops a run."""
-    out: dict[int, str] = {}
-    for k, it in enumerate(items):
-        if it.image is None:
-            continue
-        if isinstance(it.image, bytes):
-            reason = check_image(it.image)
-        else:
-            try:
-                reason = check_image(resolve_image(image_root, it.image))
-            except UnsafePathError as e:
-                reason = str(e)
-        if reason:
-            out[k] = reason
-    return out
 
 
 class ResponseCache:
