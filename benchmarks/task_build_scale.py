@@ -207,6 +207,7 @@ def child(args: argparse.Namespace) -> None:
             inputs=loaded.inputs,
             workers=workers,
             image_root=loaded.image_root,
+            check_images=False,  # the images are only referenced (see above): nothing to decode
             sources={"reconcile": loaded.reconcile()},
         )
         t2 = time.perf_counter()

@@ -185,5 +185,5 @@ def test_bad_options_and_inputs_give_clear_errors(tmp_path: Path) -> None:
     assert code == 2 and "coco_instancs: Extra inputs are not permitted" in text
     ds["captions"].write_text('{"images": [')  # truncated file
     code, text = build(*src)
-    assert code == 1 and "captions_train2014.json" in text and "invalid JSON" in text
+    assert code == 2 and "captions_train2014.json" in text and "invalid JSON" in text
     assert not (tmp_path / "out" / "instances" / "manifest.json").exists()

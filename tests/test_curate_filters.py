@@ -77,16 +77,34 @@ def test_source_mention_only_in_replies():
 
 
 def test_missing_image_and_reasons(tmp_path):
-    (tmp_path / "a.jpg").write_bytes(b"x")
-    items = [_inst("Q?", "A.", image="a.jpg"), _inst("Q?", "A.", image="b.jpg"), _inst("Q?", "")]
+    from PIL import Image
+
+    Image.new("RGB", (8, 8), "red").save(tmp_path / "a.jpg")
+    (tmp_path / "c.jpg").write_bytes(b"x")  # exists, but is no image: the check decodes it
+    (tmp_path / "d.jpg").write_bytes(b"")
+    items = [
+        _inst("Q?", "A.", image="a.jpg"),
+        _inst("Q?", "A.", image="b.jpg"),
+        _inst("Q?", ""),
+        _inst("Q?", "A.", image="c.jpg"),
+        _inst("Q?", "A.", image="d.jpg"),
+    ]
     kept, removed = apply_filters(
         items,
         FilterConfig(checks=["empty_reply", "missing_image"]),
         [str(tmp_path / x.image) if x.image else None for x in items],
     )
     assert kept == [0]
-    assert [(i, r) for i, r, _ in removed] == [(1, "missing image file"), (2, "empty reply")]
+    assert [(i, r) for i, r, _ in removed] == [
+        (1, "missing image file"),
+        (2, "empty reply"),
+        (3, "bad image"),
+        (4, "bad image"),
+    ]
     assert removed[1][2] == {"detail": "turn 1"}
+    assert removed[2][2]["detail"].startswith("c.jpg: unreadable image")
+    assert removed[3][2] == {"detail": "d.jpg: empty image file"}
+    assert len(kept) + len(removed) == len(items)
 
 
 def test_unknown_check_rejected():

@@ -66,6 +66,11 @@ def test_eval_table_has_model_and_baseline(run):
     assert {"yes/no", "number", "other"} & set(ev["model"]["per_answer_type"])
     preds = (cfg.work / "eval" / "vqa_predictions.jsonl").read_text().splitlines()
     assert len(preds) == 30
+    # The verdict compares the same two numbers and names every stage's step count.
+    v = out["verdict"]
+    assert (v["model"], v["baseline"]) == (ev["model"]["overall"], ev["baseline"]["overall"])
+    assert v["steps"] == {"vision": 20, "perception": 20, "stage1": 20, "stage2": 20}
+    assert "vision 20, perception 20, stage1 20, stage2 20" in v["text"]
 
 
 def test_checkpoint_reloads_with_plain_transformers_and_answers(run):

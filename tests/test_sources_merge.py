@@ -137,8 +137,10 @@ def _spec_files(tmp_path: Path) -> SourceSpec:
     root = tmp_path / "images"
     (root / "val2014").mkdir(parents=True)
     (root / "vg").mkdir()
-    for name in ("val2014/1.jpg", "val2014/2.jpg", "vg/12.jpg"):
-        (root / name).write_bytes(b"jpg")
+    from PIL import Image
+
+    for name in ("val2014/1.jpg", "val2014/2.jpg", "vg/12.jpg"):  # real JPEGs: check_images decodes
+        Image.new("RGB", (40, 30), "red").save(root / name)
     outside = tmp_path / "outside.jpg"
     outside.write_bytes(b"secret")
     os.symlink(outside, root / "val2014" / "3.jpg")  # an image that escapes the root via a symlink

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from vitune.cli.app import app, tasks_app
-from vitune.utils.progress import console, make_progress
+from vitune.utils.progress import console, make_progress, print_rows, print_table
 
 
 @app.command()
@@ -53,11 +53,8 @@ def tasks_list(
             load_plugin(module)
     except PluginError as e:
         raise typer.BadParameter(str(e)) from None
-
-    table = Table("task", "category", "source")
-    for name, task in sorted(registry().items()):
-        table.add_row(name, task.spec.category, task.spec.source)
-    console.print(table)
+    rows = [[name, task.spec.category, task.spec.source] for name, task in sorted(registry().items())]
+    print_rows(["task", "category", "source"], rows)
 
 
 @tasks_app.command("show")
@@ -104,11 +101,11 @@ def tasks_show(
 
 
 def _fail(e: Exception) -> NoReturn:
-    """Print an input error (file, record, reason) unwrapped, and exit 1."""
+    """Print an input error (file, record, reason) unwrapped, and exit 2."""
     from rich.markup import escape
 
     console.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
-    raise typer.Exit(1)
+    raise typer.Exit(2)
 
 
 @app.command()
@@ -160,6 +157,10 @@ def build(
         bool,
         typer.Option(help="Hard-link (or copy) images to OUT/images/<task>_<idx>_<file> for the exports."),
     ] = False,
+    check_images: Annotated[
+        bool,
+        typer.Option(help="Decode every image first; missing, corrupt or oversized ones are ledgered."),
+    ] = True,
 ) -> None:
     """Build instances (Parquet + manifest), LLaVA / Vision-Flan JSON exports and the rejected ledger.
 
@@ -240,6 +241,7 @@ def build(
                 workers=workers,
                 exports=export or EXPORTS,
                 flatten_images=flatten_images,
+                check_images=check_images,
                 paraphrase=paraphrase,
                 image_root=loaded.image_root,
                 sources=described,
@@ -257,7 +259,7 @@ def build(
             str(report["candidates"][name]),
             str(report["kept"][name]),
         )
-    console.print(table)
+    print_table(table)
     console.print(
         f"{manifest['records']} images -> {manifest['count']} instances in {len(sel.tasks)} tasks; "
         f"{len(ledger)} rejected (see {out / 'rejected.jsonl'})"

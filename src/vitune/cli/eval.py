@@ -28,13 +28,15 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from vitune.cli.app import app
-from vitune.utils.progress import console
+from vitune.cli.app import HelpGroup, app
+from vitune.utils.progress import console, print_rows, print_table
 
 eval_app = typer.Typer(
+    cls=HelpGroup,
+    rich_markup_mode=None,
     help="Benchmarks: `vitune eval --model CKPT --bench NAME=PATH --out DIR` runs them (or "
     "`--api-url URL --api-model NAME` instead of --model: a served model); "
-    "`compare` and `list` below."
+    "`compare` and `list` below.",
 )
 app.add_typer(eval_app, name="eval")
 
@@ -147,6 +149,7 @@ def eval_run(
         raise typer.BadParameter(f"--images for benchmarks not given with --bench: {sorted(unknown_roots)}")
     specs = [BenchSpec(s.name, s.path, Path(roots[s.name]) if s.name in roots else None) for s in specs]
     _check_names([s.name for s in specs])
+    _check_inputs(model, specs)
     if judge_runs > 1:
         specs = _with_judge_runs(specs, judge_runs)
 
@@ -183,7 +186,7 @@ def eval_run(
     if not results["benchmarks"]:  # a data-parallel process other than 0: process 0 reports
         return
     name = model.name if model is not None else api_model
-    console.print(results_table(results, title=f"{name}: benchmark results"))
+    print_table(results_table(results, title=f"{name}: benchmark results"))
     _print_judge_runs(results, out)
     _warn_missing(results)
     for line in answer_warnings(results):
@@ -312,7 +315,7 @@ def _print_judge_runs(results: dict, out: Path) -> None:
         table = Table("category", "mean ± std", "per run", title=f"{name}: {n_runs} judge runs")
         for row in judge_runs_rows(scores):
             table.add_row(*row, style="bold" if row[0] == "total" else None)
-        console.print(table)
+        print_table(table)
 
 
 def _warn_missing(results: dict) -> None:
@@ -352,13 +355,26 @@ def compare(
         delta = row[-1]
         colour = "green" if delta.endswith("(better)") else "red" if delta.endswith("(worse)") else None
         table.add_row(*row[:-1], f"[{colour}]{delta}[/{colour}]" if colour else delta, style=style)
-    console.print(table)
+    print_table(table)
     if a.get("model_fingerprint") == b.get("model_fingerprint"):
         console.print("[yellow]both runs are of the same model (same fingerprint)")
     for line in protocol_mismatches(a, b):
         console.print(f"[yellow]warning: {line}", highlight=False)
     if markdown is not None:
         write_text(markdown, markdown_table(COMPARE_COLUMNS, rows))
+
+
+def _check_inputs(model: Path, specs: list) -> None:
+    """Every named file and folder exists, before the model is loaded or any benchmark runs."""
+    from vitune.errors import InputError
+
+    if not (model / "config.json").is_file():
+        raise InputError(model, "not a saved model folder (no config.json)")
+    for s in specs:
+        if not s.path.exists():
+            raise InputError(s.path, f"--bench {s.name}: no such file or folder")
+        if s.image_root is not None and not Path(s.image_root).is_dir():
+            raise InputError(s.image_root, f"--images {s.name}: no such folder")
 
 
 @eval_app.command("list")
@@ -368,13 +384,13 @@ def list_benchmarks() -> None:
 
     from vitune.eval.benchmarks import benchmark_names, get_benchmark
 
-    table = Table("name", "metric", "protocols", "judge", "official files")
+    rows = []
     for name in benchmark_names():
         b = get_benchmark(name)
         doc = (sys.modules[type(b).__module__].__doc__ or "").strip().splitlines()
         protocols = ", ".join(b.protocols) + f" (v{b.scorer_version})"
-        table.add_row(name, b.metric, protocols, "yes" if b.needs_judge else "", doc[0] if doc else "")
-    console.print(table)
+        rows.append([name, b.metric, protocols, "yes" if b.needs_judge else "", doc[0] if doc else ""])
+    print_rows(["name", "metric", "protocols", "judge", "official files"], rows)
 
 
 @eval_app.command()
@@ -418,7 +434,7 @@ def multiround(
         max_new_tokens=max_new_tokens,
         device=device,
     )
-    console.print(multiround_table(result, f"{model.name}: single-round vs multi-round"))
+    print_table(multiround_table(result, f"{model.name}: single-round vs multi-round"))
     console.print(f"results: {out / 'multiround_results.json'}")
 
 

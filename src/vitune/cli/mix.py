@@ -6,19 +6,25 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from vitune.cli.app import app
-from vitune.utils.progress import console, make_progress
+from vitune.utils.progress import console, make_progress, print_rows, print_table
 
 
-def _parse_vars(items: list[str] | None) -> dict[str, str]:
+def _parse_vars(items: list[str] | None, recipe_file: Path | None = None) -> dict[str, str]:
+    """`--var NAME=VALUE` pairs; with `recipe_file`, names it neither declares nor uses are an error."""
+    from vitune.utils.config import check_known_variables
+
     out = {}
     for item in items or []:
         name, sep, value = item.partition("=")
-        if not sep:
-            raise typer.BadParameter(f"expected NAME=VALUE, got {item!r}")
+        if not sep or not name:
+            raise typer.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint="--var")
         out[name] = value
+    if recipe_file is not None and recipe_file.is_file():
+        check_known_variables(recipe_file, out)
     return out
 
 
@@ -36,13 +42,16 @@ def curate(
     from vitune.curate.run import curate as run_curate
 
     if list_recipes or recipe is None:
-        table = Table("recipe", "path")
-        for name, path in bundled_recipes().items():
-            table.add_row(name, str(path))
-        console.print(table)
+        print_rows(["recipe", "path"], [[name, str(path)] for name, path in bundled_recipes().items()])
         return
     if out is None:
         raise typer.BadParameter("OUT is required")
+    recipe_file = bundled_recipes().get(recipe, Path(recipe))
+    if not recipe_file.is_file():
+        raise typer.BadParameter(
+            f"{recipe}: no such recipe file or bundled recipe ({', '.join(bundled_recipes())})"
+        )
+    variables = _parse_vars(var, recipe_file)
     with make_progress() as prog:
         bars: dict[str, object] = {}
 
@@ -52,17 +61,15 @@ def curate(
             prog.update(bars[stage], completed=done, total=total)
 
         try:
-            summary = run_curate(
-                bundled_recipes().get(recipe, recipe), out, progress, variables=_parse_vars(var)
-            )
+            summary = run_curate(recipe_file, out, progress, variables=variables)
         except RecipeError as e:
-            console.print(f"[red]error:[/red] {e}")
+            console.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
             raise typer.Exit(2) from None
     table = Table("step", "in", "kept", "removed", "by reason")
     for st in summary["steps"]:
         reasons = ", ".join(f"{k}: {v}" for k, v in st["removed_by_reason"].items())
         table.add_row(str(st["step"]), str(st["in"]), str(st["kept"]), str(st["removed"]), reasons)
-    console.print(table)
+    print_table(table)
     console.print(f"{summary['final']['count']} instances -> {out}")
     from vitune.report.card import write_dataset_card
 
@@ -189,7 +196,7 @@ def synth(
                 raise ValueError("--source needs --image-root (the folder image paths are relative to)")
             records = load(spec_from_pairs(source or [], image_root=image_root, split=split or ""), ledger)
     except (OSError, ValueError) as e:  # SpecError is a ValueError
-        console.print(f"[red]error:[/red] {e}")
+        console.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
         raise typer.Exit(2) from None
     if show_prompt is not None:
         _show_prompt(records, overrides.get(show_prompt, show_prompt), str(image))

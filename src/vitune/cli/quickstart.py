@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from vitune.cli.app import app
-from vitune.utils.progress import console
+from vitune.utils.progress import console, print_table
 
 
 @app.command()
@@ -23,7 +23,7 @@ def quickstart(
     time_scale: Annotated[
         float | None,
         typer.Option(
-            min=0.01, help="Multiply every stage's time budget (the recipe's are ~7 minutes in all)."
+            min=0.01, help="Multiply every stage's step count (the recipe's take ~7 minutes on 2 cores)."
         ),
     ] = None,
     max_steps: Annotated[
@@ -42,18 +42,21 @@ def quickstart(
     if time_scale is not None:
         cfg.time_scale = time_scale
     results = run_quickstart(cfg)
-    console.print(results_table(results["eval"]))
+    print_table(results_table(results["eval"]))
     if "bench" in results:
         from vitune.eval.world_bench import world_results_table
 
-        console.print(world_results_table(results["bench"]))
+        print_table(world_results_table(results["bench"]))
     if "multiround" in results:
         from vitune.cli.eval import multiround_table
 
         title = "Held-out VQAv2 questions: one at a time vs one dialog per image (COCO-IFT)"
-        console.print(multiround_table(results["multiround"], title))
+        print_table(multiround_table(results["multiround"], title))
     console.print(f"results: {work / 'eval'}")
     console.print(f"report: {results['report']}")
+    console.print(results["verdict"]["text"], soft_wrap=True)
+    if not results["verdict"]["ok"]:
+        raise typer.Exit(1)
 
 
 def results_table(results: dict) -> Table:

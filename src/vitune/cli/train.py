@@ -10,7 +10,7 @@ from rich.table import Table
 
 from vitune.cli.app import app
 from vitune.cli.mix import _parse_vars
-from vitune.utils.progress import console, is_main_process, make_progress, stage_bars
+from vitune.utils.progress import console, is_main_process, make_progress, print_rows, print_table, stage_bars
 
 
 @app.command()
@@ -50,37 +50,41 @@ def train(
     gpu_mem: Annotated[str | None, typer.Option(help="--plan: memory of one GPU, e.g. 80GB.")] = None,
 ) -> None:
     """Train a LLaVA model stage by stage (align -> stage 1 -> stage 2 ...) from one recipe file."""
-    from vitune.train.plan import check_paths
-    from vitune.train.recipe import RecipeError, adjust_stages, bundled_recipes, load_recipe
-    from vitune.train.stages import run_recipe
+    from vitune.errors import InputError
+    from vitune.train.recipe import RecipeError, adjust_stages, bundled_recipes, load_recipe, missing_inputs
 
     if list_recipes or recipe is None:
-        table = Table("recipe", "stages", "path")
+        rows = []
         for name, path in bundled_recipes().items():
             try:
                 stages = ", ".join(s.name for s in load_recipe(path, _placeholder_vars(path)).stages)
             except RecipeError:
                 stages = "?"
-            table.add_row(name, stages, str(path))
-        console.print(table)
+            rows.append([name, stages, str(path)])
+        print_rows(["recipe", "stages", "path"], rows)
         return
     if out is None and not plan:
         raise typer.BadParameter("--out is required")
     try:
-        rec = load_recipe(recipe, _parse_vars(var), set_ or ())
+        file = bundled_recipes().get(recipe, Path(recipe))
+        rec = load_recipe(recipe, _parse_vars(var, file), set_ or ())
         if max_steps is not None or time_scale is not None:
             update = {} if max_steps is None else {"max_steps": max_steps}
             rec = adjust_stages(rec, update, 1.0 if time_scale is None else time_scale)
+        if stage is not None:
+            rec.stage(stage)  # an unknown stage name is a RecipeError (exit 2) before any work
         if plan:
             _print_plan(rec, out, stage, config_file, processes, strategy, gpu_mem)
             return
-        problems = check_paths(rec)
-        if problems:
-            raise RecipeError(f"recipe {rec.name!r}:\n  " + "\n  ".join(problems))
     except RecipeError as e:
         _error(e)
         raise typer.Exit(2) from None
     assert out is not None
+    missing = missing_inputs(rec, stage)
+    if missing:
+        raise InputError(None, "; ".join(missing))
+    from vitune.train.stages import run_recipe  # the training stack: imported once inputs are checked
+
     main = is_main_process()
     with make_progress(disable=not main) as prog:
         try:
@@ -100,7 +104,7 @@ def train(
             "-" if ll is None else f"{ll:.3f}",
             str(r.get("model_dir")),
         )
-    console.print(table)
+    print_table(table)
     console.print(f"model: {out / 'model'}")
 
 

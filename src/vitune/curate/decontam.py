@@ -61,9 +61,9 @@ def _phash_bytes(data: bytes) -> int:
 
 def benchmark_images(entries: Sequence[str], hashes: ImageHashes) -> list[BenchImage]:
     """Every distinct image of the benchmarks `NAME=PATH` (read by the eval registry's loaders)."""
+    from vitune.data.paths import resolve_image
     from vitune.eval.benchmarks import get_benchmark
     from vitune.eval.runner import parse_bench
-    from vitune.sources.paths import resolve_image
 
     by_sha: dict[str, BenchImage] = {}
     for entry in entries:

@@ -88,6 +88,8 @@ def _components(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
 def representatives(labels: np.ndarray, lengths: np.ndarray | None, keep: Keep) -> np.ndarray:
     """Per item, the index of its cluster's representative under the `keep` rule."""
     n = len(labels)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
     if keep == "first" or lengths is None:
         # labels are already the smallest index of each component for _components; for arbitrary
         # group keys map each to its first member.

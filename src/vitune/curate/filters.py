@@ -15,7 +15,9 @@ Checks (names used in recipes):
   the question.
 - `invalid_box`: a `[x1, y1, x2, y2]` in any turn with a value outside [0, 1] or x2 < x1 / y2 < y1
   (LLaVA-1.5 and SVIT boxes are normalized to 0-1).
-- `missing_image`: the instance names an image that does not exist under its image root.
+- `missing_image`: the instance names an image that is missing under its image root, resolves
+  outside it, or fails the one image check (`vitune.data.images.check_image`: empty, corrupt,
+  truncated, a decompression bomb, too large or too elongated).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from vitune.curate.pool import EscapedPath
+from vitune.data.images import check_image
 from vitune.data.instance import Instance
 
 DEFAULT_SOURCE_PATTERNS = [
@@ -55,6 +59,14 @@ _OPTIONS = re.compile(r"(?:\boptions?\s*:|\([a-hA-H]\)\s*\S|(?:^|\n)\s*[A-H][.)]
 _WORDS = re.compile(r"[a-z0-9]+")
 _YESNO = {"yes", "no", "true", "false"}
 _ARTICLES = {"a", "an", "the"}
+
+
+def _image_problem(path: str) -> str | None:
+    """ "missing image file" or the one image check's reason (the ledger's label), or None."""
+    if not os.path.isfile(path):
+        return "missing image file"
+    reason = check_image(path)
+    return None if reason is None else f"bad image: {reason}"
 
 
 def _norm_words(text: str) -> list[str]:
@@ -132,21 +144,27 @@ def check_invalid_box(inst: Instance) -> str | None:
 class Filters:
     """Compiled filter set; `__call__(inst, image_path)` returns the first failing reason or None."""
 
-    def __init__(self, cfg: FilterConfig | None = None, exists: Callable[[str], bool] | None = None) -> None:
+    def __init__(
+        self, cfg: FilterConfig | None = None, check: Callable[[str], str | None] | None = None
+    ) -> None:
         self.cfg = cfg or FilterConfig()
         unknown = sorted(set(self.cfg.checks) - set(ALL_CHECKS))
         if unknown:
             raise ValueError(f"unknown filter check(s) {unknown}; known: {list(ALL_CHECKS)}")
         self.source = [re.compile(p, re.IGNORECASE) for p in self.cfg.source_patterns]
         self.errors = [re.compile(p, re.IGNORECASE) for p in self.cfg.error_patterns]
-        self._exists_memo: dict[str, bool] = {}
-        self._exists = exists or os.path.exists
+        # Many instances share an image; one check per file (an index of paths, reasons short).
+        self._memo: dict[str, str] = {}
+        self._check = check or _image_problem
 
-    def exists(self, path: str) -> bool:
-        hit = self._exists_memo.get(path)
+    def image_problem(self, path: str) -> str | None:
+        """Why the image file `path` is unusable, or None."""
+        if isinstance(path, EscapedPath):
+            return f"unsafe image path: {path}"
+        hit = self._memo.get(path)
         if hit is None:
-            hit = self._exists_memo[path] = self._exists(path)
-        return hit
+            hit = self._memo[path] = self._check(path) or ""
+        return hit or None
 
     def __call__(self, inst: Instance, image_path: str | None = None) -> str | None:
         c = self.cfg
@@ -165,8 +183,11 @@ class Filters:
                 r = check_invalid_box(inst)
             else:  # missing_image
                 r = None
-                if inst.image is not None and image_path is not None and not self.exists(image_path):
-                    r = f"missing image file ({inst.image})"
+                if inst.image is not None and image_path is not None:
+                    problem = self.image_problem(image_path)
+                    if problem:
+                        label, _, why = problem.partition(": ")
+                        r = f"{label} ({inst.image}: {why})" if why else f"{label} ({inst.image})"
             if r:
                 return r
         return None

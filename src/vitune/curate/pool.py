@@ -29,6 +29,7 @@ from vitune.curate.recipe import Recipe
 from vitune.data.instance import Instance, Turn
 from vitune.data.ledger import Ledger
 from vitune.data.llava import read_llava_json
+from vitune.data.paths import UnsafePathError, check_rel_path, resolve_image
 from vitune.data.store import SCHEMA, instances_table, read_manifest
 
 BATCH = 8192  # records decoded at a time: small enough to stay flat, large enough to amortize `take`
@@ -101,6 +102,7 @@ class Pool:
     categories: list[str]
     position: np.ndarray  # int64: the record's index in its input file (for the ledger's locator)
     roots: list[str | None]  # image root per source code
+    allow_absolute: list[bool] = field(default_factory=list)  # per source code: absolute paths allowed
     files: dict[str, str] = field(default_factory=dict)  # source name -> input path (for the ledger)
     hashes: ImageHashes | None = None
     cache: _ShardCache = field(default_factory=_ShardCache)
@@ -120,11 +122,42 @@ class Pool:
         """The resolved file of each record's image, or None (no image, or its input has no image_root).
 
         `images`: `self.images(idx)` when the caller already has it (one column read, not two).
+        A path that leaves its root through a symlink comes back as an `EscapedPath` (never opened).
         """
         out: list[str | None] = []
         for i, img in zip(idx.tolist(), self.images(idx) if images is None else images, strict=True):
             root = self.roots[self.source[i]]
-            out.append(str(Path(root) / img) if (root is not None and img is not None) else None)
+            if root is None or img is None:
+                out.append(None)
+                continue
+            try:
+                out.append(str(resolve_image(root, img, allow_absolute=self.allow_absolute[self.source[i]])))
+            except UnsafePathError as e:
+                out.append(EscapedPath(str(e)))
+        return out
+
+    def unsafe_paths(self) -> list[tuple[int, str]]:
+        """(row, reason) for every image path the one path rule refuses (absolute unless the input
+        opts in, `..`, NUL, empty); found with vectorized string tests, reasons only for the hits."""
+        col = self.image_col
+        hits = pc.or_(
+            pc.match_substring_regex(col, r"(^|[/\\])\.\.([/\\]|$)"),
+            pc.or_(
+                pc.match_substring_regex(col, r"^\s*$|\x00"),
+                pc.match_substring_regex(col, r"^([/\\]|[A-Za-z]:)"),
+            ),
+        )
+        rows = np.flatnonzero(pc.fill_null(hits, False).to_numpy(zero_copy_only=False))
+        out = []
+        for i in rows.tolist():
+            img = col[i].as_py()
+            if (
+                self.allow_absolute[self.source[i]]
+                and Path(img).is_absolute()
+                and ".." not in Path(img).parts
+            ):
+                continue
+            out.append((i, check_rel_path(img) or f"image path {img!r} refused"))
         return out
 
     def locator(self, i: int) -> str:
@@ -288,6 +321,10 @@ def _meta_fields(
     return position, category
 
 
+class EscapedPath(str):
+    """An image path that resolves outside its root (a symlink); the string is the reason."""
+
+
 def load_pool(recipe: Recipe, ledger: Ledger, cache_dir: Path) -> tuple[Pool, list[Any]]:
     """Read every input's index columns; returns the pool and the fingerprints (checksums, options)."""
     from vitune.utils.hashing import sha256_file
@@ -313,7 +350,7 @@ def load_pool(recipe: Recipe, ledger: Ledger, cache_dir: Path) -> tuple[Pool, li
             sub = Ledger()
             # Vision-Flan rows must carry task_name: an empty default marks the ones that do not
             default = "" if inp.kind == "vision_flan" else (inp.task or inp.name)
-            items = read_llava_json(path, sub, default_task=default)
+            items = read_llava_json(path, sub, default_task=default, allow_absolute=inp.allow_absolute_images)
             for r in sub.items:
                 ledger.reject("curate.load", r.file, r.locator, r.reason, source=inp.name)
             for x in items:
@@ -363,6 +400,7 @@ def load_pool(recipe: Recipe, ledger: Ledger, cache_dir: Path) -> tuple[Pool, li
         categories=cat_vocab,
         position=np.concatenate(positions) if positions else np.zeros(0, np.int64),
         roots=[i.image_root for i in recipe.inputs],
+        allow_absolute=[i.allow_absolute_images for i in recipe.inputs],
         files=files,
         hashes=ImageHashes(cache_dir / "image-hashes.tsv"),
     )

@@ -3,7 +3,8 @@
 A recipe says where the data comes from (`inputs`), how much of each source/task to take (`caps`),
 what to do to it (`steps`, in order), and how to mix what is left (`mixture`). String values may
 use `${name}` variables: defaults come from the recipe's `variables:` block, the caller (CLI) can
-override them; relative input paths are resolved against the recipe's folder.
+override them; relative paths written in a recipe file are resolved against its folder, `--var`
+values (and a bundled recipe's paths) against the working directory.
 
     name: my-mix
     seed: 0
@@ -13,6 +14,7 @@ override them; relative input paths are resolved against the recipe's folder.
         kind: vision_flan           # instances | llava | vision_flan (LLaVA JSON + task_name)
         path: ${data}/annotation_191-task_1k.json
         image_root: ${data}/images  # optional; needed by missing_image / image dedup / image hashes
+        allow_absolute_images: false  # absolute / `..` image paths are refused (ledgered) unless true
         task: null                  # llava: task name for records without task_name
         category: null              # category for counts when an instance has none in meta
         cap: null                   # per-source cap (random sample)
@@ -53,6 +55,8 @@ class InputSpec(_Strict):
     kind: Literal["instances", "llava", "vision_flan"]
     path: str
     image_root: str | None = None
+    # The one path rule refuses absolute image paths; a source that really has them opts in here.
+    allow_absolute_images: bool = False
     task: str | None = None
     category: str | None = None
     cap: int | None = Field(default=None, ge=0)
@@ -280,12 +284,21 @@ def parse_recipe(
 
 
 def load_recipe(path: str | Path, variables: dict[str, str] | None = None) -> Recipe:
-    """Read and validate a YAML recipe file; errors name the file and the field."""
-    path = Path(path)
-    return parse_recipe(read_yaml(path, RecipeError), str(path), variables, base_dir=path.parent)
+    """Read and validate a YAML recipe file (or a bundled recipe's name); errors name the file and
+    the field. A file's literal relative paths are relative to its folder; a bundled recipe's (and
+    every `--var` value's) to the working directory, never to the package's recipe folder."""
+    bundled = bundled_recipes()
+    if str(path) in bundled or Path(path).parent == _BUNDLED:
+        file, base = bundled.get(str(path), Path(path)), Path.cwd()
+    else:
+        file = Path(path)
+        base = file.parent
+    return parse_recipe(read_yaml(file, RecipeError), str(file), variables, base_dir=base)
+
+
+_BUNDLED = Path(__file__).parent / "recipes"
 
 
 def bundled_recipes() -> dict[str, Path]:
     """The example recipes shipped in `vitune/curate/recipes/`, by file stem."""
-    folder = Path(__file__).parent / "recipes"
-    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+    return {p.stem: p for p in sorted(_BUNDLED.glob("*.yaml"))}

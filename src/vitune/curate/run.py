@@ -39,7 +39,7 @@ from vitune.data.instance import Instance
 from vitune.data.ledger import Ledger, Rejection
 from vitune.data.llava import write_llava_json
 from vitune.data.store import write_instance_set
-from vitune.utils.atomic import atomic_open, write_json
+from vitune.utils.atomic import atomic_open, staged_dir, write_json
 from vitune.utils.hashing import derive_seed
 
 Progress = Callable[[str, int, int], None]
@@ -199,6 +199,8 @@ def _select(pool: Pool, idx: np.ndarray, step: Any, seed: int, label: str) -> tu
 
 
 def run_step(pool: Pool, idx: np.ndarray, step: Any, seed: int, label: str, progress: Progress | None):
+    if len(idx) == 0:  # everything was rejected earlier: nothing to filter, dedup or select
+        return np.zeros(0, np.int64), []
     items = ItemView(pool, idx)
     t = step.type
     if t == "filter":
@@ -413,6 +415,12 @@ def curate(
     assert pool.hashes is not None
     key = _digest("load", recipe.seed, fingerprints, recipe.caps.model_dump())
     idx = np.arange(len(pool), dtype=np.int64)
+    # The one path rule, before any step: an absolute or `..` image path never reaches llava.json.
+    unsafe = pool.unsafe_paths()
+    for i, reason in unsafe:
+        load_ledger.reject("curate.load", pool.file(i), pool.locator(i), reason, source=pool.source_name(i))
+    if unsafe:
+        idx = np.setdiff1d(idx, np.asarray([i for i, _ in unsafe], np.int64))
     if progress:
         progress("load", len(idx), len(idx))
     loaded = {"count": len(idx), "unreadable": len(load_ledger), **pool.counts(idx)}
@@ -420,7 +428,9 @@ def curate(
     steps_out: list[dict[str, Any]] = []
     cached_flags: list[bool] = []
     c = recipe.caps
-    with atomic_open(out / "removed.jsonl", "w") as fh:
+    # Outputs go to a staging folder swapped in when complete (the `.cache` a re-run resumes from
+    # stays in `out`): a failed re-run leaves the previous curation intact.
+    with staged_dir(out, last=("instances",)) as stage, atomic_open(stage / "removed.jsonl", "w") as fh:
         ledger = _LedgerSink(fh)
         for r in load_ledger.items:
             ledger.reject(r.stage, r.file, r.locator, r.reason, **r.detail)
@@ -496,11 +506,11 @@ def curate(
         }
         write_instance_set(
             _final(pool, order),
-            out / "instances",
+            stage / "instances",
             shard_size=recipe.output.shard_size,
             extra={"curation": {"recipe": recipe.name, "seed": recipe.seed, "count": len(order)}},
         )
         if recipe.output.llava_json:
-            write_llava_json(_final(pool, order), out / "llava.json", with_task=recipe.output.with_task)
-    write_json(out / "curation.json", summary, indent=2)
+            write_llava_json(_final(pool, order), stage / "llava.json", with_task=recipe.output.with_task)
+        write_json(stage / "curation.json", summary, indent=2)
     return {**summary, "cached": cached_flags}

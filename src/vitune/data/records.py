@@ -68,6 +68,9 @@ class ObjectAnn:
     box: Box
     attributes: list[str] = field(default_factory=list)
     source: str = ""
+    # A COCO `iscrowd=1` region: a group ("people"), not one object. Kept (its name is present in the
+    # image) but never counted, detected or grounded, as COCO's own evaluation ignores crowd boxes.
+    crowd: bool = False
 
 
 @dataclass(slots=True)
@@ -130,7 +133,7 @@ class ImageRecord:
     """Everything known about one image, merged across sources."""
 
     image_id: str
-    file_name: str  # relative to the image root; resolved safely by `sources.paths`
+    file_name: str  # relative to the image root; resolved safely by `data.paths`
     width: int
     height: int
     split: str = ""
@@ -166,6 +169,7 @@ class ImageRecord:
                     Box(**o["box"]),
                     list(o.get("attributes", [])),
                     o.get("source", ""),
+                    bool(o.get("crowd", False)),
                 )
                 for o in d.get("objects", [])
             ],

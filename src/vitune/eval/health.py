@@ -11,9 +11,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from vitune.data.paths import UnsafePathError, resolve_image
 from vitune.eval.benchmarks import BenchItem, Benchmark
 from vitune.eval.benchmarks.base import BenchmarkDataError, is_empty
-from vitune.sources.paths import UnsafePathError, resolve_image
 
 # Empty + unparsable answers above this share (percent) of a benchmark's items get a warning.
 ANSWER_WARN_SHARE = 5.0

@@ -49,8 +49,10 @@ from pathlib import Path
 from typing import Any
 
 from vitune import __version__
+from vitune.data.ledger import Ledger
+from vitune.data.paths import UnsafePathError, resolve_image
 from vitune.eval.benchmarks import BenchItem, Benchmark, get_benchmark, to_gen_item
-from vitune.eval.benchmarks.base import BenchmarkDataError
+from vitune.eval.benchmarks.base import BenchmarkDataError, image_problems
 from vitune.eval.health import (  # noqa: F401 - re-exported: the runner's public helpers
     ANSWER_WARN_SHARE,
     answer_health,
@@ -72,6 +74,8 @@ log = logging.getLogger(__name__)
 CACHE_FILE = "responses.jsonl"
 RESULTS_FILE = "results.json"
 MARKDOWN_FILE = "results.md"
+
+REJECTED_FILE = "rejected.jsonl"  # per benchmark: items not asked (bad image), with the reason
 
 
 @dataclass(frozen=True)
@@ -116,8 +120,11 @@ def image_ref(item: BenchItem, image_root: Path) -> str:
         return ""
     if isinstance(item.image, bytes):
         return "bytes:" + hashlib.blake2b(item.image, digest_size=16).hexdigest()
-    path = image_root / item.image
-    size = path.stat().st_size if path.exists() else -1  # a missing image fails at generation time
+    try:
+        path = resolve_image(image_root, item.image)
+    except UnsafePathError:
+        return f"{item.image}:unsafe"  # never looked at: the item is refused before generation
+    size = path.stat().st_size if path.exists() else -1  # a missing image is refused before generation
     return f"{item.image}:{size}"
 
 
@@ -327,8 +334,15 @@ def run_benchmark(
     all_todo = [i for i, k in enumerate(keys) if k not in cache]
     if loaded is None:  # run_benchmarks checked every benchmark's files before generating any
         check_files(spec.name, spec.images, [items[i] for i in all_todo])
+    # Files that exist but do not decode (corrupt, empty, a bomb) are not asked: ledgered, scored wrong.
+    bad = image_problems([items[i] for i in all_todo], root)
+    if ranks.is_main:
+        _write_rejected(
+            out_dir / spec.name / REJECTED_FILE, spec, [(items[all_todo[k]], r) for k, r in bad.items()]
+        )
+    all_todo = [i for k, i in enumerate(all_todo) if k not in bad]
     todo = ranks.shard(all_todo)
-    n_cached = len(items) - len(all_todo)
+    n_cached = len(items) - len(all_todo) - len(bad)
     log.info("%s: %d items, %d cached, %d to generate", spec.name, len(items), n_cached, len(todo))
     task = None
     if progress is not None:
@@ -373,9 +387,22 @@ def run_benchmark(
         n_processes=ranks.world,
         n_unanswered=n_missing,
         **answer_health(bench, preds, items),
+        n_bad_images=len(bad),
         generation_seconds=round(gen_seconds, 3),
         items_per_s=round(len(all_todo) / gen_seconds, 2) if all_todo and gen_seconds > 0 else None,
     )
+
+
+def _write_rejected(path: Path, spec: BenchSpec, bad: list[tuple[BenchItem, str]]) -> None:
+    """`<bench>/rejected.jsonl`: the items not asked, with the reason (removed when there are none)."""
+    if not bad:
+        path.unlink(missing_ok=True)  # a previous run's, now stale
+        return
+    rejected = Ledger()
+    for it, reason in bad:
+        rejected.reject("eval.images", str(spec.path), f"item {it.item_id}", reason, image=str(it.image))
+        log.warning("%s: item %s not asked: %s", spec.name, it.item_id, reason)
+    rejected.write(path)
 
 
 def run_benchmarks(

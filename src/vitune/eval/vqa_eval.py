@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vitune.data.paths import resolve_image
 from vitune.data.records import QA, ImageRecord
 from vitune.eval.generate import Generator, GenItem
 from vitune.eval.vqav2 import score_vqa
-from vitune.sources.paths import resolve_image
 from vitune.utils.atomic import write_json
 from vitune.utils.hashing import dir_fingerprint
 

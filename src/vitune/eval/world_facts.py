@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vitune.data.paths import resolve_image
 from vitune.data.records import ImageRecord
-from vitune.sources.paths import resolve_image
 from vitune.utils.hashing import derive_seed
 from vitune.utils.text import COLOR_WORDS, plural
 

@@ -61,7 +61,7 @@ class QuickstartConfig:
     recipe: str = "tiny-two-stage"  # a bundled training recipe name or a YAML path
     # Applied to every stage of the recipe (e.g. {"max_steps": 20, "time_budget_s": None} in tests).
     stage_overrides: dict[str, Any] = field(default_factory=dict)
-    time_scale: float = 1.0  # multiplies every stage's time budget
+    time_scale: float = 1.0  # multiplies every stage's step count (and time budget, if a recipe has one)
     synth_images: int = 400  # images whose annotations seed the stage-2 conversations
     bench_images: int = 60  # held-out test images the official-format world benchmarks are written from
     multiround_images: int = 40  # of those, images whose VQAv2 questions are also asked as one dialog
@@ -344,6 +344,36 @@ def write_quickstart_report(cfg: QuickstartConfig) -> Path:
     )
 
 
+# "Clearly above the majority baseline": overall VQAv2 accuracy at least this many points higher.
+# The calibrated run is +11; a model that learned nothing from the images scores about +0.
+VERDICT_MARGIN = 3.0
+
+
+def verdict(results: dict[str, Any]) -> dict[str, Any]:
+    """Whether the trained model is clearly above the majority baseline, and a sentence saying so
+    that names every stage's step count (too few steps is the usual reason it is not)."""
+    model = float(results["eval"]["model"]["overall"])
+    base = float(results["eval"]["baseline"]["overall"])
+    steps = {name: st.get("steps") for name, st in results["train"]["stages"].items()}
+    ran = ", ".join(f"{name} {n}" for name, n in steps.items())
+    ok = model - base >= VERDICT_MARGIN
+    if ok:
+        text = f"verdict: the model ({model:.2f}) is clearly above the majority baseline ({base:.2f}); steps: {ran}"
+    else:
+        text = (
+            f"verdict: the model ({model:.2f}) is NOT clearly above the majority baseline ({base:.2f}, "
+            f"needs +{VERDICT_MARGIN:g}); the stages ran {ran} steps: too few to learn from the images?"
+        )
+    return {
+        "ok": ok,
+        "model": model,
+        "baseline": base,
+        "margin": VERDICT_MARGIN,
+        "steps": steps,
+        "text": text,
+    }
+
+
 def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
     """Run (or resume) every step; returns each step's result."""
     from vitune.utils.progress import console, make_progress, stage_bars
@@ -374,6 +404,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
             with console.status("multiround: each image's questions as one dialog"):
                 out["multiround"] = step_multiround(cfg, say)
     out["report"] = str(write_quickstart_report(cfg))
+    out["verdict"] = verdict(out)
     out["seconds"] = round(time.perf_counter() - t0, 1)
     write_json(cfg.work / "results.json", out, indent=2)
     say(f"quickstart finished in {out['seconds']} s")

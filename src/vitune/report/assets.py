@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from PIL import Image, ImageDraw
 
 from vitune.data.images import ImageError, ImageLimits, expand2square, open_image
-from vitune.sources.paths import UnsafePathError, resolve_image
+from vitune.data.paths import UnsafePathError, resolve_image
 
 THUMB_SIDE = 160  # pixels of the longer side: small enough that a 200-card gallery stays a few MB
 JPEG_QUALITY = 80

@@ -28,9 +28,9 @@ from urllib.parse import unquote, urlparse
 from PIL import Image
 
 from vitune.data.images import ImageError, open_image
+from vitune.data.paths import UnsafePathError, resolve_image
 from vitune.serve.limits import Limits
 from vitune.serve.protocol import RequestError
-from vitune.sources.paths import UnsafePathError, resolve_image
 
 PARAM = "messages"
 _DATA_URL = re.compile(r"data:image/[A-Za-z0-9.+-]+;base64")

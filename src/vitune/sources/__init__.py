@@ -8,12 +8,12 @@ into the ledger with per-file `ReadStats` (seen = kept + rejected). `merge` unio
 `load_world` reads the embedded world and `load` a user's real layout described by a `SourceSpec`.
 """
 
+from vitune.data.paths import UnsafePathError, check_rel_path, resolve_image
 from vitune.sources.coco import read_coco
 from vitune.sources.gqa import read_gqa, vg_image_keys
 from vitune.sources.imagefolder import read_imagefolder
 from vitune.sources.jsonio import load_json
 from vitune.sources.merge import load_world, merge_records
-from vitune.sources.paths import UnsafePathError, check_rel_path, resolve_image
 from vitune.sources.refcoco import read_refcoco
 from vitune.sources.scienceqa import read_scienceqa
 from vitune.sources.spec import SourceSpec, load

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from vitune.data.ledger import Ledger
+from vitune.data.paths import check_rel_path
 from vitune.data.records import ImageRecord, ObjectAnn
 from vitune.sources.fields import as_id, as_size, box_from_list, clean_text
 from vitune.sources.jsonio import gc_paused, load_json, require_list
-from vitune.sources.paths import check_rel_path
 from vitune.sources.stats import SourceResult, Tally
 
 STAGE = "sources.coco"
@@ -190,9 +190,10 @@ def _read_instances(
             continue
         ann_ids.add(aid)
         oid = f"coco:{aid}"
-        rec.objects.append(ObjectAnn(oid, name, box, [], "coco"))
-        if a.get("iscrowd") in (1, True):
-            # Crowd boxes cover a group ("people"), not one object; task builders may want to skip them.
+        crowd = a.get("iscrowd") in (1, True)
+        # Crowd boxes cover a group ("people"), not one object: kept, flagged, never counted.
+        rec.objects.append(ObjectAnn(oid, name, box, [], "coco", crowd))
+        if crowd:
             rec.meta.setdefault("coco_crowd", []).append(oid)
         st.kept += 1
     result.stats.append(st)

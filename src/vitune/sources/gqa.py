@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from vitune.data.ledger import Ledger
+from vitune.data.paths import check_rel_path, image_prefix
 from vitune.data.records import QA, ImageRecord
 from vitune.sources.fields import as_id, clean_text
 from vitune.sources.jsonio import gc_paused, load_json
-from vitune.sources.paths import check_rel_path, image_prefix
 from vitune.sources.stats import SourceResult, Tally
 
 STAGE = "sources.gqa"

@@ -25,8 +25,8 @@ from pathlib import Path
 from PIL import Image
 
 from vitune.data.ledger import Ledger
+from vitune.data.paths import UnsafePathError, resolve_image
 from vitune.data.records import ImageRecord
-from vitune.sources.paths import UnsafePathError, resolve_image
 from vitune.sources.stats import SourceResult, Tally
 
 STAGE = "sources.imagefolder"

@@ -10,6 +10,7 @@ import functools
 import gc
 import json
 import os
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -103,3 +104,50 @@ def _json_type(value: Any) -> str:
     if isinstance(value, (int, float)):
         return "a number"
     return "null" if value is None else type(value).__name__
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Builds only plain data (dict, list, tuple, str, bytes, numbers, bools, None): any global,
+    i.e. any class or function the file names, is refused, so loading can run no code."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"refers to {module}.{name} (only plain data is accepted)")
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise pickle.UnpicklingError("uses persistent ids (only plain data is accepted)")
+
+
+def load_plain_pickle(path: str | os.PathLike, expect: type | tuple[type, ...] | None = None) -> Any:
+    """A pickle of plain data (the refer toolkit's `refs(unc).p`, written by Python 2), read without
+    running code: a pickle naming any class or function is refused with a message naming the file.
+    Python 2 byte strings are read as UTF-8 text."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            data = _PlainUnpickler(fh, encoding="utf-8").load()
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"{path}: file not found") from e
+    except pickle.UnpicklingError as e:
+        raise ValueError(f"{path}: refused pickle: {e}") from e
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: pickle holds a string that is not UTF-8 ({e.reason})") from e
+    except (EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError, MemoryError) as e:
+        raise ValueError(f"{path}: not a readable pickle ({type(e).__name__}: {e})") from e
+    if expect is not None and not isinstance(data, expect):
+        raise ValueError(
+            f"{path}: expected {_type_names(expect)} at the top level, got {type(data).__name__}"
+        )
+    return data
+
+
+def is_pickle(path: str | os.PathLike) -> bool:
+    """True for a pickle file: protocol 2+ starts with the PROTO opcode 0x80; older ones are told
+    by the refer toolkit's `.p` suffix."""
+    path = Path(path)
+    if path.suffix in (".p", ".pkl", ".pickle"):
+        return True
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(1) == b"\x80"
+    except OSError:
+        return False

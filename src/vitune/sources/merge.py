@@ -111,7 +111,7 @@ def _merge_into(cur: ImageRecord, rec: ImageRecord, ledger: Ledger, rescale: boo
             return
         sx, sy = cur.width / rec.width, cur.height / rec.height
         objects = [
-            ObjectAnn(o.object_id, o.name, _scale(o.box, sx, sy), list(o.attributes), o.source)
+            ObjectAnn(o.object_id, o.name, _scale(o.box, sx, sy), list(o.attributes), o.source, o.crowd)
             for o in objects
         ]
         regions = [Region(r.region_id, r.phrase, _scale(r.box, sx, sy), r.source) for r in regions]

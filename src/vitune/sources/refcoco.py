@@ -1,11 +1,12 @@
 """RefCOCO / RefCOCO+ / RefCOCOg referring expressions (JSON forms) → `Region`s on COCO images.
 
 The refer toolkit (lichengunc/refer) ships `refs(unc).p` / `refs(umd).p` / `refs(google).p` as
-Python pickles plus a COCO-style `instances.json`. Pickles are never loaded here (unpickling runs
-code from the file); convert once with `json.dump(pickle.load(f), out)` in a trusted environment,
-or use one of the JSON copies that circulate. Expected files:
+Python pickles plus a COCO-style `instances.json`. The pickle is read as it is released, by a
+restricted unpickler that builds only plain data (`jsonio.load_plain_pickle`): one naming any class
+or function, which could run code, is refused with a clear message. JSON copies work too.
+Expected files:
 
-- refs JSON: a list (or an object with a `refs` list) of `{"ref_id", "ann_id", "image_id", "split",
+- refs (pickle or JSON): a list (or an object with a `refs` list) of `{"ref_id", "ann_id", "image_id", "split",
   "sentences": [{"sent", "raw", "tokens", "sent_id"}], "category_id", "sent_ids", "file_name"}`.
   `split` is `train`/`val`/`test` or `testA`/`testB` (UNC), `train`/`val` (UMD/Google).
 - instances JSON (the toolkit's `data/<dataset>/instances.json`, or COCO `instances_train2014.json`):
@@ -30,7 +31,7 @@ from vitune.data.ledger import Ledger
 from vitune.data.records import ImageRecord, ObjectAnn, Region
 from vitune.sources.coco import read_coco
 from vitune.sources.fields import as_id, clean_text
-from vitune.sources.jsonio import gc_paused, load_json
+from vitune.sources.jsonio import gc_paused, is_pickle, load_json, load_plain_pickle
 from vitune.sources.stats import SourceResult, Tally
 
 STAGE = "sources.refcoco"
@@ -62,7 +63,10 @@ def read_refcoco(
         for o in rec.objects:
             objects[o.object_id.removeprefix("coco:")] = (key, o)
     rpath = Path(refs)
-    data = load_json(rpath, (list, dict), "a list of refs (or an object with a 'refs' list)")
+    if is_pickle(rpath):  # the official refs(unc).p: plain data only, never code
+        data = load_plain_pickle(rpath, (list, dict))
+    else:
+        data = load_json(rpath, (list, dict), "a list of refs (or an object with a 'refs' list)")
     if isinstance(data, dict):
         if not isinstance(data.get("refs"), list):
             raise ValueError(f"{rpath}: expected a list of refs or an object with a 'refs' list")

@@ -31,11 +31,12 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
+from vitune.data.images import check_image
 from vitune.data.ledger import Ledger
+from vitune.data.paths import UnsafePathError, resolve_image
 from vitune.data.records import ImageRecord
 from vitune.sources.coco import read_coco
 from vitune.sources.merge import merge_records
-from vitune.sources.paths import UnsafePathError, resolve_image
 from vitune.sources.stats import ReadStats, SourceResult
 from vitune.sources.visual_genome import FILES as VG_FILES
 from vitune.sources.visual_genome import read_visual_genome
@@ -108,7 +109,9 @@ class SourceSpec(_Model):
     refcoco: list[RefCOCOSource] = []
     imagefolders: list[ImageFolderSource] = []
     restrict_to_coco: bool = False  # keep VG/VQAv2 only for images the COCO files list
-    check_images: bool = False  # also reject records whose image file does not exist
+    # Also reject records whose image fails the one image check (`data.images.check_image`) while
+    # loading; `vitune build` runs the same check on its process pool by default instead.
+    check_images: bool = False
 
     def input_files(self) -> list[Path]:
         """Every annotation file this spec reads (for manifests and checksums), in read order."""
@@ -184,8 +187,11 @@ def load_sources(spec: SourceSpec, ledger: Ledger | None = None) -> LoadResult:
             ledger.reject(STAGE, "", f"image_id={rec.image_id}", str(e), file_name=rec.file_name)
             rejected += 1
             continue
-        if spec.check_images and not path.is_file():
-            ledger.reject(STAGE, "", f"image_id={rec.image_id}", f"image file missing: {path}")
+        bad = (
+            ("image file missing" if not path.is_file() else check_image(path)) if spec.check_images else None
+        )
+        if bad:
+            ledger.reject(STAGE, "", f"image_id={rec.image_id}", f"{bad}: {path}")
             rejected += 1
             continue
         out.append(rec)

@@ -9,7 +9,7 @@ home-made files.
 
 OCR (`TextVQA_Rosetta_OCR_v0.2_{split}.json`): `{"data": [{"image_id", "ocr_tokens": [str],
 "ocr_info": [{"word", "bounding_box": {"top_left_x", "top_left_y", "width", "height", "rotation",
-...}}], "set_name"}]}`. Tokens go to `ImageRecord.ocr_tokens`; the boxes (normalized to 0–1, as in
+...}}], "set_name"}]}` (some releases spell the box keys `topLeftX` / `topLeftY`: both are read). Tokens go to `ImageRecord.ocr_tokens`; the boxes (normalized to 0–1, as in
 the file) to `meta["ocr_boxes"]` as `[x, y, w, h]` aligned with `meta["ocr_words"]`. OCR entries for
 images none of whose questions were kept are `filtered`, not errors (one OCR file serves a split).
 
@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from vitune.data.ledger import Ledger
+from vitune.data.paths import check_rel_path, image_prefix
 from vitune.data.records import QA, ImageRecord
 from vitune.sources.fields import as_id, as_number, as_size, clean_text
 from vitune.sources.jsonio import gc_paused, load_json, require_list
-from vitune.sources.paths import check_rel_path, image_prefix
 from vitune.sources.stats import SourceResult, Tally
 
 STAGE = "sources.textvqa"
@@ -197,6 +197,15 @@ def _read_ocr(path: Path, items: list[Any], result: SourceResult, ledger: Ledger
     result.stats.append(st)
 
 
+# Rosetta OCR releases spell the box keys both ways (`top_left_x` and `topLeftX`); read either.
+_CAMEL = {"top_left_x": "topLeftX", "top_left_y": "topLeftY", "width": "width", "height": "height"}
+
+
+def _box_field(bb: dict, name: str) -> Any:
+    value = bb.get(name)
+    return bb.get(_CAMEL[name]) if value is None else value
+
+
 def _ocr_info(info: Any) -> tuple[list[str], list[list[float]], str]:
     """Words and normalized `[x, y, w, h]` boxes of `ocr_info`, or a reason it is malformed."""
     if not isinstance(info, list):
@@ -208,7 +217,7 @@ def _ocr_info(info: Any) -> tuple[list[str], list[list[float]], str]:
         word = item.get("word") if isinstance(item, dict) else None
         if not isinstance(word, str) or not isinstance(bb, dict):
             return [], [], f"ocr_info[{k}] lacks a 'word' string or a 'bounding_box' object"
-        vals = [as_number(bb.get(f)) for f in ("top_left_x", "top_left_y", "width", "height")]
+        vals = [as_number(_box_field(bb, f)) for f in ("top_left_x", "top_left_y", "width", "height")]
         if any(v is None for v in vals):
             return [], [], f"ocr_info[{k}] bounding_box is not numeric"
         words.append(word)

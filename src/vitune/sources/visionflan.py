@@ -24,12 +24,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vitune.data.images import check_image
 from vitune.data.instance import Instance
 from vitune.data.ledger import Ledger
 from vitune.data.llava import llava_to_instance
+from vitune.data.paths import UnsafePathError, check_rel_path, image_prefix, resolve_image
 from vitune.sources.fields import clean_text
 from vitune.sources.jsonio import gc_paused, load_json
-from vitune.sources.paths import UnsafePathError, check_rel_path, image_prefix, resolve_image
 from vitune.sources.stats import ReadStats, Tally
 
 STAGE = "sources.visionflan"
@@ -95,8 +96,11 @@ def read_visionflan(
         if not reason and check_images:
             assert image_root is not None
             try:
-                if not resolve_image(image_root, image).is_file():
+                target = resolve_image(image_root, image)
+                if not target.is_file():
                     reason = f"image file missing: {image}"
+                elif bad := check_image(target):  # the one image check: corrupt, empty, bomb
+                    reason = f"{image}: {bad}"
             except UnsafePathError as e:  # a symlink inside the image folder leading out of it
                 reason = str(e)
         if reason:

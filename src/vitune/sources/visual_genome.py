@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from vitune.data.ledger import Ledger
+from vitune.data.paths import check_rel_path
 from vitune.data.records import ImageRecord, ObjectAnn, Region, Relation
 from vitune.sources.fields import as_id, as_size, box_from_xywh, clean_text
 from vitune.sources.jsonio import gc_paused, load_json
-from vitune.sources.paths import check_rel_path
 from vitune.sources.stats import SourceResult, Tally
 
 STAGE = "sources.vg"

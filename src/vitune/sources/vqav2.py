@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from vitune.data.ledger import Ledger
+from vitune.data.paths import check_rel_path
 from vitune.data.records import QA, ImageRecord
 from vitune.sources.fields import as_id, clean_text
 from vitune.sources.jsonio import gc_paused, load_json, require_list
-from vitune.sources.paths import check_rel_path
 from vitune.sources.stats import SourceResult, Tally
 
 STAGE = "sources.vqav2"

@@ -34,7 +34,7 @@ from vitune.synth.export import SynthItem, export_items
 from vitune.synth.filters import FilterConfig, ReplyFilter, summarize_kept
 from vitune.synth.parse import Parsed, ParseError, QAPair, parse_reply
 from vitune.synth.prompts import SVIT_TYPES, GeneratorSpec, build_messages, get_generator, pick_instruction
-from vitune.utils.atomic import write_json
+from vitune.utils.atomic import clean_orphans, staged_dir, write_json
 from vitune.utils.hashing import derive_seed
 
 STAGE = "synth"
@@ -199,6 +199,7 @@ def synth(
     t_start = time.monotonic()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    clean_orphans(out_dir)  # a killed run's temporary files
     backend = backend or TemplateBackend()
     prices = prices if isinstance(prices, Prices) else Prices(dict(prices or {}))
     ledger = ledger if ledger is not None else Ledger()
@@ -331,12 +332,14 @@ def synth(
     }
     if hasattr(backend, "stats"):
         summary["backend_stats"] = backend.stats
-    if export:
-        summary["export"] = export_items(items, out_dir, seed=seed, pad_boxes=pad_boxes)
-    ledger.write(out_dir / "ledger.jsonl")
-    summary["ledger"] = ledger.summary()
-    summary["seconds"] = round(time.monotonic() - t_start, 3)
-    write_json(out_dir / "summary.json", summary, indent=2)
+    # Outputs are staged and swapped in together: a failed re-synth keeps the previous ones intact.
+    with staged_dir(out_dir) as stage:
+        if export:
+            summary["export"] = export_items(items, stage, seed=seed, pad_boxes=pad_boxes)
+        ledger.write(stage / "ledger.jsonl")
+        summary["ledger"] = ledger.summary()
+        summary["seconds"] = round(time.monotonic() - t_start, 3)
+        write_json(stage / "summary.json", summary, indent=2)
     summary["items"] = items  # in memory only: the kept items, for callers that go on
     return summary
 

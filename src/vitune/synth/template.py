@@ -73,7 +73,7 @@ def entities(rec: ImageRecord, dup_iou: float = 0.7) -> list[Entity]:
     """Objects merged across sources: same name and overlapping boxes are one entity."""
     out: list[Entity] = []
     for o in rec.objects:
-        if o.box.w <= 0 or o.box.h <= 0:
+        if o.box.w <= 0 or o.box.h <= 0 or o.crowd:  # a COCO crowd box is a group, not one entity
             continue
         name = o.name.strip().lower()
         match = next((e for e in out if e.name == name and e.box.iou(o.box) >= dup_iou), None)

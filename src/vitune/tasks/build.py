@@ -35,11 +35,12 @@ from pathlib import Path
 from typing import Any
 
 from vitune import __version__
+from vitune.data.images import check_many
 from vitune.data.instance import Instance, Turn
 from vitune.data.ledger import Ledger, Rejection
+from vitune.data.paths import UnsafePathError, resolve_image
 from vitune.data.records import ImageRecord
 from vitune.data.store import MANIFEST, write_shard
-from vitune.sources.paths import UnsafePathError, resolve_image
 from vitune.tasks.export import (
     EXPORT_FILES,
     EXPORTS,
@@ -51,7 +52,7 @@ from vitune.tasks.export import (
     format_task,
 )
 from vitune.tasks.spec import BuildContext, Task, get_task
-from vitune.utils.atomic import write_json
+from vitune.utils.atomic import staged_dir, write_json
 from vitune.utils.hashing import derive_seed, file_fingerprint
 
 DEFAULT_CAP = 10_000  # Vision-Flan's per-task cap; 1,000 reproduces the public release
@@ -284,15 +285,35 @@ def _results(
         yield from pool.imap(_run, jobs, chunksize=1)
 
 
-def _with_images(records: list[ImageRecord], image_root: Path, ledger: Ledger) -> list[ImageRecord]:
-    """Records whose image file exists under `image_root` (the others are ledgered)."""
-    out = []
+def _with_images(
+    records: list[ImageRecord], image_root: Path, ledger: Ledger, *, decode: bool = True, workers: int = 1
+) -> list[ImageRecord]:
+    """Records whose image is usable under `image_root`; the others are ledgered with the reason.
+
+    Usable: inside the root (the one path rule), present, and (with `decode`) passing the one image
+    check (`data.images.check_many`, on `workers` processes): not empty, corrupt, truncated or a bomb.
+    """
+    reasons: list[str] = []
+    paths: list[Path | None] = []
     for rec in records:
         try:
-            ok = resolve_image(image_root, rec.file_name).is_file()
-            reason = "" if ok else f"image file missing: {rec.file_name} (image root {image_root})"
+            path: Path | None = resolve_image(image_root, rec.file_name)
+            missing = not path.is_file()  # type: ignore[union-attr]
+            reasons.append(
+                f"image file missing: {rec.file_name} (image root {image_root})" if missing else ""
+            )
         except UnsafePathError as e:
-            reason = str(e)
+            path = None
+            reasons.append(str(e))
+        paths.append(path)
+    if decode:
+        todo = [k for k, r in enumerate(reasons) if not r]
+        checked = check_many([paths[k] for k in todo], workers=workers)  # type: ignore[misc]
+        for k, bad in zip(todo, checked, strict=True):
+            if bad:
+                reasons[k] = f"bad image {records[k].file_name}: {bad}"
+    out = []
+    for rec, reason in zip(records, reasons, strict=True):
         if reason:
             ledger.reject(IMAGE_STAGE, "", f"image_id={rec.image_id}", reason)
         else:
@@ -310,6 +331,15 @@ def _clear(out: Path) -> None:
 
 
 def build_to_dir(
+    records: list[ImageRecord], task_names: Sequence[str | Task], out: str | os.PathLike, **kwargs: Any
+) -> dict[str, Any]:
+    """Build into a staging folder and swap it in when complete (see `_build_to` for the options): a
+    failed or killed rebuild leaves the previous build in `out` intact, never a mix of both."""
+    with staged_dir(out, last=("instances",)) as stage:
+        return _build_to(records, task_names, stage, **kwargs)
+
+
+def _build_to(
     records: list[ImageRecord],
     task_names: Sequence[str | Task],
     out: str | os.PathLike,
@@ -327,6 +357,7 @@ def build_to_dir(
     selection: Mapping[str, Any] | None = None,
     shard_size: int = SHARD_SIZE,
     paraphrase: bool = False,
+    check_images: bool = True,
     progress: Callable[[str, int], None] | None = None,
 ) -> dict[str, Any]:
     """Build the tasks and write the folder described in the module docstring; returns the manifest
@@ -337,7 +368,9 @@ def build_to_dir(
     `sources`: how the records were read (spec, and under `reconcile` the per-file and merge
     counts), kept in the manifest. `selection`: how the tasks were asked for. `image_root`: where
     image paths resolve (needed by `flatten_images`, which first drops records whose image file is
-    missing, into the ledger). `progress(task, kept)` is called as each task is written. The ledger
+    missing, into the ledger). `check_images` (default on, with `image_root`) first drops records whose
+    image fails the one image check (missing, empty, corrupt, truncated, a bomb) into the ledger,
+    checked on `workers` processes. `progress(task, kept)` is called as each task is written. The ledger
     (`ledger`, which may already hold source rejections) is written to `rejected.jsonl`.
     """
     out = Path(out)
@@ -351,7 +384,8 @@ def build_to_dir(
             raise ValueError("flatten_images needs image_root (the folder image paths are relative to)")
         for t in tasks:
             flat_name(t.name, 0, "x.jpg")  # refuse an unusable task name before any work
-        records = _with_images(records, root, ledger)
+    if root is not None and (flatten_images or check_images):
+        records = _with_images(records, root, ledger, decode=check_images, workers=workers)
     caps = {t.name: (caps or {}).get(t.name, cap) for t in tasks}
     _clear(out)
     opts = _Options(out, seed, export_kinds, flatten_images, root, shard_size)
@@ -398,7 +432,7 @@ def build_to_dir(
     elif root is not None:
         export_info["image_root"] = str(root)
     reconcile: dict[str, Any] = dict((sources or {}).get("reconcile", {}))
-    if flatten_images:
+    if len(records) != images_in or flatten_images or check_images:
         reconcile["images"] = {"in": images_in, "kept": len(records), "rejected": images_in - len(records)}
     reconcile["tasks"] = reconcile_tasks
     ledger.write(out / "rejected.jsonl")

@@ -29,7 +29,7 @@ from typing import IO, Any
 
 from vitune.data.instance import Instance
 from vitune.data.llava import instance_to_llava
-from vitune.sources.paths import resolve_image
+from vitune.data.paths import resolve_image
 from vitune.utils.atomic import atomic_open
 
 EXPORTS = ("llava", "visionflan")

@@ -26,10 +26,18 @@ VQA_SOURCES = frozenset({"vqav2", ""})
 REFCOCO_SOURCES = frozenset({"refcoco", "refcoco+", "refcocog"})
 
 
-def objects_of(record: ImageRecord, prefer: str) -> list[ObjectAnn]:
-    """Objects from one source (COCO and VG describe the same objects twice after merging)."""
-    chosen = [o for o in record.objects if o.source == prefer]
-    return chosen or record.objects
+def objects_of(record: ImageRecord, prefer: str, *, crowd: bool = False) -> list[ObjectAnn]:
+    """Objects from one source (COCO and VG describe the same objects twice after merging).
+
+    COCO crowd regions (`iscrowd=1`) are left out unless `crowd`: a box around "people" is not one
+    object to count, detect or ground (COCO's evaluation ignores them too)."""
+    chosen = [o for o in record.objects if o.source == prefer] or record.objects
+    return chosen if crowd else [o for o in chosen if not o.crowd]
+
+
+def present_names(record: ImageRecord, prefer: str) -> set[str]:
+    """Every category present in the image, crowd regions included: what must never be called absent."""
+    return {o.name for o in objects_of(record, prefer, crowd=True)}
 
 
 def colors_of(obj: ObjectAnn) -> list[str]:

@@ -48,6 +48,7 @@ from transformers.utils import logging as hf_logging
 
 from vitune.data.images import CLIP_MEAN, CLIP_STD
 from vitune.data.instance import IMAGE_TOKEN
+from vitune.data.paths import check_model_source
 from vitune.train.templates import CHAT_TEMPLATES, chat_template_name, turn_terminator
 
 log = logging.getLogger(__name__)
@@ -450,6 +451,9 @@ def compose_llava(
     embeddings. `chat_template` is a name in `CHAT_TEMPLATES`, a Jinja string, or None to keep the
     tokenizer's own.
     """
+    for source, what in ((vision_tower, "vision tower"), (llm, "LLM")):
+        if reason := check_model_source(source, what):
+            raise FileNotFoundError(reason)
     if projector not in ("mlp2x_gelu", "linear"):
         raise ValueError(f"unknown projector {projector!r}; known: mlp2x_gelu, linear")
     if vision_feature_select_strategy not in ("default", "full"):
@@ -557,6 +561,8 @@ def load_llava(
     `pad_to_square` converts an image processor that does not pad (llava-hf ships a plain
     CLIPImageProcessor) into one that does, since training pads every image.
     """
+    if reason := check_model_source(path, "LLaVA checkpoint"):
+        raise FileNotFoundError(reason)
     model = LlavaForConditionalGeneration.from_pretrained(
         path, dtype=dtype, local_files_only=local_files_only
     )

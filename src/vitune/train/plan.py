@@ -33,7 +33,7 @@ import yaml
 from vitune.data.instance import IMAGE_TOKEN, Instance
 from vitune.data.ledger import Ledger
 from vitune.train.meta import meta_model, model_info
-from vitune.train.recipe import DataSpec, Recipe, RecipeError, StageSpec
+from vitune.train.recipe import DataSpec, Recipe, RecipeError, StageSpec, missing_inputs
 from vitune.utils.hashing import derive_seed
 
 GiB = 1024**3
@@ -124,20 +124,6 @@ def parse_gpu_mem(text: str) -> int:
 
 # --------------------------------------------------------------------------------------------------
 # Checks before anything is read
-
-
-def check_paths(recipe: Recipe) -> list[str]:
-    """Every data file, image folder and world a stage names that does not exist (one line each)."""
-    problems = []
-    for st in recipe.stages:
-        for k, d in enumerate(st.data):
-            if not Path(d.path).exists():
-                problems.append(f"stages.{st.name}.data[{k}].path: {d.path} does not exist")
-            if d.image_root is not None and not Path(d.image_root).is_dir():
-                problems.append(f"stages.{st.name}.data[{k}].image_root: {d.image_root} is not a folder")
-        if st.records is not None and not Path(st.records.world).is_dir():
-            problems.append(f"stages.{st.name}.records.world: {st.records.world} is not a folder")
-    return problems
 
 
 # --------------------------------------------------------------------------------------------------
@@ -428,7 +414,7 @@ def plan_recipe(
     from vitune.train.cost import shapes_of
 
     launch = launch or Launch()
-    problems = check_paths(recipe)
+    problems = missing_inputs(recipe)
     for st in recipe.stages:
         try:
             st.grad_accum(launch.processes)

@@ -37,6 +37,7 @@ from typing import Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from vitune.data.paths import check_model_source
 from vitune.utils.config import ConfigError, fill_variables, read_yaml, resolve_path, validate
 
 Mode = Literal["full", "frozen", "lora"]
@@ -225,6 +226,8 @@ def parse_recipe(
         # Hugging Face ids ("org/name") stay as they are; local paths are made absolute.
         if value is not None and base_dir is not None and (base_dir / value).exists():
             setattr(m, attr, resolve_path(value, base_dir))
+        elif value is not None and (reason := check_model_source(value, f"model.{attr}")):
+            raise RecipeError(f"{source}: {reason}")  # before any stage starts, not a hub 404 later
     for st in recipe.stages:
         for d in st.data:
             d.path = resolve_path(d.path, base_dir)
@@ -323,13 +326,17 @@ def _check_fields(schema: type[BaseModel], fields: list[str], path: str) -> None
 
 
 def adjust_stages(recipe: Recipe, update: dict[str, Any] | None = None, time_scale: float = 1.0) -> Recipe:
-    """The recipe with `update` (e.g. `{"max_steps": 20}`) set on every stage and every stage's time
-    budget multiplied by `time_scale`: `--max-steps` / `--time-scale` of `vitune train` and of the
-    quickstart. The stages are validated again (a RecipeError names the field)."""
+    """The recipe with `update` (e.g. `{"max_steps": 20}`) set on every stage and every stage's budget
+    scaled by `time_scale`: its step count (what ends a stage, so a run is the same on any machine)
+    and any time budget. `--max-steps` / `--time-scale` of `vitune train` and of the quickstart. The
+    stages are validated again (a RecipeError names the field)."""
     stages = []
+    update = update or {}
     for st in recipe.stages:
-        fields = {**st.model_dump(), **(update or {})}
-        if st.time_budget_s is not None and "time_budget_s" not in (update or {}):
+        fields = {**st.model_dump(), **update}
+        if st.max_steps is not None and "max_steps" not in update and time_scale != 1.0:
+            fields["max_steps"] = max(1, round(st.max_steps * time_scale))
+        if st.time_budget_s is not None and "time_budget_s" not in update:
             fields["time_budget_s"] = st.time_budget_s * time_scale
         stages.append(validate(StageSpec, fields, f"stage {st.name!r}", "stage override", RecipeError))
     return recipe.model_copy(update={"stages": stages})
@@ -339,3 +346,20 @@ def bundled_recipes() -> dict[str, Path]:
     """The recipes shipped in `vitune/train/recipes/`, by file stem."""
     folder = Path(__file__).parent / "recipes"
     return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+
+
+def missing_inputs(recipe: Recipe, only_stage: str | None = None) -> list[str]:
+    """ "path: why" for every data file, image folder or world a (or every) stage reads that does not
+    exist: checked before any model is built, so a typo costs nothing."""
+    out = []
+    for st in recipe.stages:
+        if only_stage is not None and st.name != only_stage:
+            continue
+        for d in st.data:
+            if not Path(d.path).exists():
+                out.append(f"{d.path}: stage {st.name}: data not found")
+            if d.image_root and not Path(d.image_root).is_dir():
+                out.append(f"{d.image_root}: stage {st.name}: image folder not found")
+        if st.records is not None and not Path(st.records.world).is_dir():
+            out.append(f"{st.records.world}: stage {st.name}: world folder not found")
+    return out

@@ -14,7 +14,26 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+# Progress, logs and messages go to stderr; data and listings to stdout (`vitune tasks list | grep`).
 console = Console(stderr=True)
+
+
+def print_table(table: object) -> None:
+    """A result table on stdout (it is the command's data) at its natural width: a narrow terminal
+    (or COLUMNS=40) never cuts a cell with "…" or wraps a number over two lines."""
+    from rich.measure import Measurement
+
+    wide = Console(width=10_000)
+    need = Measurement.get(wide, wide.options, table).maximum
+    Console(width=max(Console().width, need)).print(table)
+
+
+def print_rows(header: list[str], rows: list[list[str]]) -> None:
+    """A listing on stdout as plain aligned columns: never wrapped or cut at the terminal width, so
+    `vitune tasks list | grep color` finds whole rows whatever COLUMNS is."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
 
 
 def make_progress(*, disable: bool = False) -> Progress:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -66,9 +66,36 @@ class BenchItem:
             from vitune.data.images import open_image  # the one image check, header first
 
             return open_image(self.image, source=f"item {self.item_id} (embedded image)")
-        from vitune.sources.paths import resolve_image
+        from vitune.data.paths import resolve_image
 
         return resolve_image(image_root if image_root is not None else ".", self.image)
+
+
+def image_problems(items: Sequence[BenchItem], image_root: Path) -> dict[int, str]:
+    """{index: reason} of items whose image breaks the one path rule or fails the one image check
+    (missing, empty, corrupt, a bomb). Those items are not asked (scored as unanswered, so wrong)
+    and are listed with their reason in `<bench>/rejected.jsonl`: one bad image never stops a run."""
+    from vitune.data.images import check_image
+    from vitune.data.paths import UnsafePathError, resolve_image
+
+    out: dict[int, str] = {}
+    seen: dict[str, str | None] = {}  # path -> reason: VQAv2 asks ~5 questions per image, decode once
+    for k, it in enumerate(items):
+        if it.image is None:
+            continue
+        if isinstance(it.image, bytes):
+            reason = check_image(it.image)
+        elif it.image in seen:
+            reason = seen[it.image]
+        else:
+            try:
+                reason = check_image(resolve_image(image_root, it.image))
+            except UnsafePathError as e:
+                reason = str(e)
+            seen[it.image] = reason
+        if reason:
+            out[k] = reason
+    return out
 
 
 def to_gen_item(item: BenchItem, image_root: str | os.PathLike | None = None):

@@ -12,7 +12,7 @@ import random
 from collections.abc import Callable
 
 from vitune.data.records import ImageRecord
-from vitune.tasks.helpers import mentions_absent, objects_of
+from vitune.tasks.helpers import mentions_absent, present_names
 from vitune.tasks.spec import BuildContext, Sample, builder
 
 
@@ -32,7 +32,7 @@ def coco_caption_paragraph(record: ImageRecord, rng: random.Random, ctx: BuildCo
 
 
 def _negative_check(record: ImageRecord, ctx: BuildContext) -> Callable[[str], bool] | None:
-    present = {o.name for o in objects_of(record, "coco")}
+    present = present_names(record, "coco")
     if not present:
         return None
     own = {c.strip() for c in record.captions}

@@ -15,7 +15,7 @@ import random
 from collections import Counter
 
 from vitune.data.records import QA, ImageRecord, ObjectAnn
-from vitune.tasks.helpers import DETECTION_SOURCES, VQA_SOURCES, colors_of, objects_of
+from vitune.tasks.helpers import DETECTION_SOURCES, VQA_SOURCES, colors_of, objects_of, present_names
 from vitune.tasks.spec import BuildContext, Sample, builder
 from vitune.utils.text import plural
 
@@ -122,7 +122,8 @@ def object_existence(record: ImageRecord, rng: random.Random, ctx: BuildContext)
     present = sorted({o.name for o in objects_of(record, "coco")})
     if not present and not DETECTION_SOURCES & set(record.sources):
         return []  # no source annotated this image's objects: "No" would be a guess
-    absent = [n for n in ctx.object_names if n not in present]
+    seen = present_names(record, "coco")  # a crowd of people still means people are there
+    absent = [n for n in ctx.object_names if n not in seen]
     # Balanced by construction: a fair coin picks a positive or a negative question.
     if present and (not absent or rng.random() < 0.5):
         return [Sample({"name": rng.choice(present), "answer": "Yes"}, {"label": "yes"})]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 
 from vitune.data.records import ImageRecord, ObjectAnn
-from vitune.tasks.helpers import box_text, name_counts, objects_of
+from vitune.tasks.helpers import box_text, name_counts, objects_of, present_names
 from vitune.tasks.spec import BuildContext, Sample, builder
 
 MAX_REGION_IOU = 0.5  # a region overlapping another object this much could be read as either
@@ -44,7 +44,7 @@ def object_selection(record: ImageRecord, rng: random.Random, ctx: BuildContext)
     present = sorted({o.name for o in coco_objects(record)})
     if not present:
         return []
-    return [Sample({"answer": rng.choice(present)}, exclude=frozenset(present))]
+    return [Sample({"answer": rng.choice(present)}, exclude=frozenset(present_names(record, "coco")))]
 
 
 def _clear_regions(objs: list[ObjectAnn]) -> list[ObjectAnn]:
@@ -85,7 +85,8 @@ def object_absent_selection(record: ImageRecord, rng: random.Random, ctx: BuildC
     pool = ctx.pool("objects")
     if not present or pool is None:
         return []
-    absent = pool.other_images(rng, 1, image_id=record.image_id, reject=lambda v: v in present)
+    seen = present_names(record, "coco")  # crowd regions too: their category is in the image
+    absent = pool.other_images(rng, 1, image_id=record.image_id, reject=lambda v: v in seen)
     if not absent:
         return []
     return [Sample({"answer": absent[0]}, choices=[absent[0], *present])]
