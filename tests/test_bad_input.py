@@ -368,7 +368,7 @@ def test_train_bad_input_is_one_clear_error(tmp_path: Path, make, needles: list[
 
 
 def _model(d: Path) -> Path:
-    _write(d / "model" / "config.json", "{}")  # enough for the validation, never loaded
+    _write(d / "model" / "config.json", '{"model_type": "llava"}')  # enough for the validation, never loaded
     return d / "model"
 
 

@@ -243,7 +243,7 @@ def test_cli_data_errors_exit_2_without_traceback(tmp_path):
     (model / "config.json").write_text('{"model_type": "llava"}')
     (tmp_path / "mme").mkdir()
     for bench, needle in (
-        (f"pope={tmp_path / 'nope'}", "does not exist"),
+        (f"pope={tmp_path / 'nope'}", "no such file or folder"),  # the CLI checks --bench paths first
         (f"mme={tmp_path / 'mme'}", "no benchmark item"),
     ):
         res = cli.invoke(app, ["eval", "--model", str(model), "--bench", bench, "--out", str(tmp_path / "o")])

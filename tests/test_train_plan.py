@@ -318,8 +318,9 @@ def test_cli_train_refuses_missing_data_before_loading_anything(tmp_path):
     )
     res = CliRunner().invoke(app, ["train", str(recipe), "--out", str(tmp_path / "run")])
     assert res.exit_code == 2, res.output
-    assert f"stages.s.data[0].path: {tmp_path / 'missing.json'} does not exist" in res.output
-    assert "stages.s.data[0].image_root" in res.output and "Traceback" not in res.output
+    said = " ".join(res.output.split())
+    assert f"{tmp_path / 'missing.json'}: stage s: data not found" in said
+    assert f"{tmp_path / 'imgs'}: stage s: image folder not found" in said and "Traceback" not in said
     assert not (tmp_path / "run").exists()  # nothing was built
 
 

@@ -20,7 +20,9 @@ ANSWER_WARN_SHARE = 5.0
 
 
 def missing_files(image_root: Path, items: Iterable[BenchItem]) -> list[str]:
-    """`item id: reason` for every item whose image file is missing or lies outside the image root."""
+    """`item id: reason` for every item whose image file is missing: a wrong folder or an incomplete
+    copy, one error before anything runs. A path that breaks the path rule is a bad record instead:
+    `image_problems` ledgers it and the item is not asked (one bad record never stops a run)."""
     out = []
     for it in items:
         if isinstance(it.image, bytes) and not it.image:
@@ -29,9 +31,8 @@ def missing_files(image_root: Path, items: Iterable[BenchItem]) -> list[str]:
             continue  # no image, or embedded bytes (decoded through the one image check when asked)
         try:
             path = resolve_image(image_root, it.image)
-        except UnsafePathError as e:
-            out.append(f"{it.item_id}: {e}")
-            continue
+        except UnsafePathError:
+            continue  # ledgered by image_problems, not fatal
         if not path.is_file():
             out.append(f"{it.item_id}: {path} is missing")
     return out
