@@ -27,7 +27,7 @@ def bench_dir(tmp_path_factory) -> tuple[Path, dict[str, Path]]:
 
 def test_every_benchmark_written_and_loadable(bench_dir):
     _, paths = bench_dir
-    assert set(paths) == set(BENCHMARKS) and {"gqa", "textvqa", "scienceqa", "ai2d"} <= set(paths)
+    assert set(paths) == set(BENCHMARKS) and {"gqa", "textvqa", "scienceqa", "ai2d", "chair"} <= set(paths)
     for name, path in paths.items():
         spec = BenchSpec(name, path)
         items = get_benchmark(name).load(path)
@@ -54,7 +54,7 @@ def test_gold_answers_round_trip(bench_dir, name):
 
 def test_runner_runs_the_new_world_benchmarks(bench_dir, tmp_path):
     _, paths = bench_dir
-    specs = [BenchSpec(n, paths[n]) for n in ("gqa", "textvqa", "scienceqa", "ai2d")]
+    specs = [BenchSpec(n, paths[n]) for n in ("gqa", "textvqa", "scienceqa", "ai2d", "chair")]
     res = run_benchmarks(specs, tmp_path / "ev", answer_fn=lambda its: ["A" for _ in its], model_id="stub",
                          show_progress=False)  # fmt: skip
     for s in specs:

@@ -365,8 +365,9 @@ def run_benchmark(
         log.info("%s: %d of %d answers came from the other processes", spec.name, n_merged, len(all_todo))
 
     preds = {it.item_id: r for it, k in zip(items, keys, strict=True) if (r := cache.get(k)) is not None}
-    # Every item was answered above; "wrong" makes any gap visible as n_missing instead of a crash.
-    kwargs: dict[str, Any] = {"missing": "wrong"}
+    # Every item was answered above; "wrong" (or the benchmark's own policy) makes any gap visible
+    # as n_missing instead of a crash.
+    kwargs: dict[str, Any] = {"missing": bench.missing_in_runs}
     if bench.needs_judge:
         kwargs["judge"] = judge
     scores = bench.score(preds, items, **kwargs)

@@ -12,6 +12,9 @@ NAME=DIR` runs on the folder as it would on the real benchmark:
     scienceqa/   problems.json + pid_splits.json + <pid>/<image>
     ai2d/        questions/<image>.json (AI2D release layout) + images/<image>: one multiple-choice
                  question per image, kinds balanced as for MMBench / SEED (`world_facts.choice_questions`)
+    chair/       instances_<split>.json + captions_<split>.json (COCO) of the sampled images, and the
+                 images under their COCO file names: what CHAIR's loader reads (the world's shape
+                 categories join its vocabulary)
 
 Judged benchmarks (LLaVA-Bench, MM-Vet, MathVista's extraction) need an LLM judge and are not drawn.
 """
@@ -35,7 +38,7 @@ from vitune.eval.world_facts import (
 from vitune.utils.atomic import write_json
 from vitune.world.layout import WorldLayout
 
-EXTRA_BENCHMARKS = ("gqa", "textvqa", "scienceqa", "ai2d")
+EXTRA_BENCHMARKS = ("gqa", "textvqa", "scienceqa", "ai2d", "chair")
 
 
 def _read(path: Path) -> Any:
@@ -103,6 +106,30 @@ def write_ai2d(dst: Path, facts: Sequence[ImageFacts], u: Universe, seed: int) -
     return dst
 
 
+def write_chair(dst: Path, world: WorldLayout, facts: Sequence[ImageFacts], split: str) -> Path:
+    """The split's COCO instances and captions restricted to the sampled images, images beside them."""
+    path_of = {f.image_id: f.path for f in facts}
+    out = dst / f"instances_{split}.json"
+    for src, name in (
+        (world.coco_instances(split), out.name),
+        (world.coco_captions(split), f"captions_{split}.json"),
+    ):
+        doc = _read(src)
+        images = [im for im in doc["images"] if str(im["id"]) in path_of]
+        keep = {im["id"] for im in images}
+        write_json(
+            dst / name,
+            {
+                **doc,
+                "images": images,
+                "annotations": [a for a in doc["annotations"] if a["image_id"] in keep],
+            },
+        )
+    for im in _read(out)["images"]:
+        place_file(path_of[str(im["id"])], dst / im["file_name"])
+    return out
+
+
 def extra_writers(
     world_dir: str | Path, facts: Sequence[ImageFacts], u: Universe, split: str, seed: int
 ) -> dict[str, Callable[[Path], Path]]:
@@ -113,4 +140,5 @@ def extra_writers(
         "textvqa": lambda d: write_textvqa(d, world, facts, split),
         "scienceqa": lambda d: write_scienceqa(d, world, split),
         "ai2d": lambda d: write_ai2d(d, facts, u, seed),
+        "chair": lambda d: write_chair(d, world, facts, split),
     }

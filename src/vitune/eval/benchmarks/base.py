@@ -114,6 +114,9 @@ class Benchmark(ABC):
     prompt_suffix: ClassVar[str] = ""
     # True for benchmarks scored by an LLM judge: runners then pass `judge=` to `score`.
     needs_judge: ClassVar[bool] = False
+    # How `vitune eval` scores an item left without an answer: "wrong" for a question (it counts as
+    # a miss), "skip" where no answer can be wrong (CHAIR's captions: it is left out, and counted).
+    missing_in_runs: ClassVar[Missing] = "wrong"
     # False for error rates (CHAIR): comparisons then read a drop of `overall` as a gain.
     higher_is_better: ClassVar[bool] = True
     # The scoring protocols this benchmark distinguishes, default first (module docstring).

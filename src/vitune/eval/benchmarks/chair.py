@@ -275,6 +275,7 @@ class CHAIR(Benchmark):
     name = "chair"
     metric = "chair_i"
     higher_is_better = False  # CHAIRi is a hallucination rate
+    missing_in_runs = "skip"  # a missing caption cannot be a wrong one
     scorer_version = 2  # 2: "train track", categories outside the table, n / N * 100 order
 
     def __init__(self, **evaluator_options: Any) -> None:
