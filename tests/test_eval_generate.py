@@ -79,17 +79,22 @@ def test_left_padding_restored(model_dir):
 
 
 def test_vqa_eval_end_to_end_with_saved_model(model_dir, tmp_path):
+    """The quickstart's VQA evaluation asks through the runner: its answers are the Generator's."""
+    import json
+
     from vitune.data.records import QA, ImageRecord
-    from vitune.eval.vqa_eval import PREDICTIONS_FILE, PredictionStore, run_vqa_eval, vqa_prompt
+    from vitune.eval.benchmarks import get_benchmark
+    from vitune.eval.vqa_eval import run_vqa_eval
 
     _images(tmp_path)
     recs = [
         ImageRecord(
-            f"i{i}",
+            str(100 + i),
             f"img{i}.png",
             1,
             1,
-            qas=[QA(f"q{i}-{j}", f"What color {j}?", ["red"] * 10, "other", "what color") for j in range(2)],
+            split="val",
+            qas=[QA(f"{i + 1}{j}", f"What color {j}?", ["red"] * 10, "other", "what color") for j in range(2)],
         )
         for i in range(3)
     ]
@@ -98,9 +103,10 @@ def test_vqa_eval_end_to_end_with_saved_model(model_dir, tmp_path):
         recs, tmp_path, train, tmp_path / "out", model_dir=model_dir, batch_size=4, max_new_tokens=4
     )
     assert res["model"]["n"] == 6 and res["baseline"]["overall"] == 100.0
-    preds = PredictionStore(tmp_path / "out" / PREDICTIONS_FILE).load()
+    preds = json.loads((tmp_path / "out" / "model" / "vqav2" / "predictions.json").read_text())
     gen = Generator.from_dir(model_dir, batch_size=1, max_new_tokens=4)
+    prompt = get_benchmark("vqav2").prompt
     expected = gen.generate(
-        [GenItem(vqa_prompt(qa.question), tmp_path / r.file_name) for r in recs for qa in r.qas]
+        [GenItem(prompt(qa.question), tmp_path / r.file_name) for r in recs for qa in r.qas]
     )
     assert [preds[qa.question_id] for r in recs for qa in r.qas] == expected

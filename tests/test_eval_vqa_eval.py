@@ -1,37 +1,32 @@
-"""The quickstart VQA evaluation: prompts, majority baseline, per-item resume, results and table rows."""
+"""The quickstart VQA evaluation: the runner's prompt and cache, majority baseline, results and table rows."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+from PIL import Image
 
 from vitune.data.records import QA, ImageRecord
-from vitune.eval.vqa_eval import (
-    PREDICTIONS_FILE,
-    RESULTS_FILE,
-    TABLE_COLUMNS,
-    PredictionStore,
-    majority_baseline,
-    run_vqa_eval,
-    vqa_prompt,
-    vqa_table_rows,
-)
+from vitune.eval.vqa_eval import RESULTS_FILE, TABLE_COLUMNS, majority_baseline, run_vqa_eval, vqa_table_rows
 
 
 def _qa(qid: str, qt: str, answers: list[str], at: str = "other", mc: str = "") -> QA:
     return QA(qid, f"question {qid}?", answers, answer_type=at, question_type=qt, multiple_choice_answer=mc)
 
 
-def _records() -> list[ImageRecord]:
+def _records(root=None) -> list[ImageRecord]:
     recs = []
     for i in range(4):
         qas = [
-            _qa(f"{i}-0", "what color", ["red"] * 10),
-            _qa(f"{i}-1", "how many", ["2"] * 6 + ["3"] * 4, at="number"),
-            _qa(f"{i}-2", "is there", ["yes"] * 10, at="yes/no"),
+            _qa(f"{i + 1}0", "what color", ["red"] * 10),
+            _qa(f"{i + 1}1", "how many", ["2"] * 6 + ["3"] * 4, at="number"),
+            _qa(f"{i + 1}2", "is there", ["yes"] * 10, at="yes/no"),
         ]
-        recs.append(ImageRecord(f"img{i}", f"images/{i}.png", 32, 32, split="val", qas=qas))
+        recs.append(ImageRecord(str(10 + i), f"images/{i}.png", 32, 32, split="val", qas=qas))
+        if root is not None:
+            (root / "images").mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (32, 32), (40 * i, 0, 0)).save(root / "images" / f"{i}.png")
     return recs
 
 
@@ -59,10 +54,6 @@ class CountingModel:
         return ["red" for _ in items]
 
 
-def test_prompt():
-    assert vqa_prompt("What is it?") == "What is it?\nAnswer the question using a single word or phrase."
-
-
 def test_majority_baseline():
     b = majority_baseline(TRAIN)
     assert b.by_question_type == {"what color": "red", "how many": "2", "is there": "no", "why": "red"}
@@ -76,7 +67,10 @@ def test_majority_baseline():
 
 def test_run_scores_model_and_baseline(tmp_path):
     model = CountingModel()
-    res = run_vqa_eval(_records(), tmp_path / "imgs", TRAIN, tmp_path / "out", answer_fn=model, batch_size=2)
+    recs = _records(tmp_path)
+    res = run_vqa_eval(
+        recs, tmp_path, TRAIN, tmp_path / "out", answer_fn=model, batch_size=2, protocol="official"
+    )
     assert res["n_questions"] == 12 and res["n_images"] == 4
     # model says "red": what color 100, how many 0, is there 0 -> 33.33 overall
     assert res["model"]["overall"] == 33.33
@@ -97,31 +91,22 @@ def test_run_scores_model_and_baseline(tmp_path):
 def test_resume_asks_only_missing(tmp_path):
     out = tmp_path / "out"
     first = CountingModel()
-    run_vqa_eval(_records()[:2], tmp_path, TRAIN, out, answer_fn=first, chunk_size=4)
-    assert len(first.asked) == 6 and first.calls == 2  # chunks of 4: 4 + 2
-
-    # Simulate a kill in the middle of writing a row: a partial last line must be dropped.
-    with (out / PREDICTIONS_FILE).open("a") as fh:
-        fh.write('{"question_id": "2-0", "predi')
+    run_vqa_eval(_records(tmp_path)[:2], tmp_path, TRAIN, out, answer_fn=first, model_id="m", chunk_size=4)
+    assert len(first.asked) == 6
     second = CountingModel()
-    res = run_vqa_eval(_records(), tmp_path, TRAIN, out, answer_fn=second, chunk_size=4)
+    res = run_vqa_eval(_records(tmp_path), tmp_path, TRAIN, out, answer_fn=second, model_id="m", chunk_size=4)
     assert len(second.asked) == 6  # only the 6 questions of the two new images
     assert res["n_questions"] == 12 and res["model"]["n"] == 12
-    assert len(PredictionStore(out / PREDICTIONS_FILE).load()) == 12
-
     third = CountingModel()
-    run_vqa_eval(_records(), tmp_path, TRAIN, out, answer_fn=third)
+    run_vqa_eval(_records(tmp_path), tmp_path, TRAIN, out, answer_fn=third, model_id="m")
     assert third.calls == 0
-
-
-def test_predictions_from_other_settings_are_refused(tmp_path):
-    out = tmp_path / "out"
-    run_vqa_eval(_records()[:1], tmp_path, TRAIN, out, answer_fn=CountingModel(), max_new_tokens=16)
-    with pytest.raises(ValueError, match="other settings"):
-        run_vqa_eval(_records()[:1], tmp_path, TRAIN, out, answer_fn=CountingModel(), max_new_tokens=4)
+    # Other generation settings (or another model) never reuse the cached answers.
+    fourth = CountingModel()
+    run_vqa_eval(_records(tmp_path), tmp_path, TRAIN, out, answer_fn=fourth, model_id="m", max_new_tokens=4)
+    assert len(fourth.asked) == 12
 
 
 def test_unsafe_image_path_refused(tmp_path):
-    rec = ImageRecord("bad", "../outside.png", 8, 8, qas=[_qa("b", "what", ["x"] * 10)])
+    rec = ImageRecord("7", "../outside.png", 8, 8, qas=[_qa("1", "what", ["x"] * 10)])
     with pytest.raises(ValueError):
         run_vqa_eval([rec], tmp_path, TRAIN, tmp_path / "out", answer_fn=CountingModel())

@@ -64,8 +64,10 @@ def test_eval_table_has_model_and_baseline(run):
     assert ev["n_questions"] == 30
     assert 0 <= ev["model"]["overall"] <= 100 and 0 <= ev["baseline"]["overall"] <= 100
     assert {"yes/no", "number", "other"} & set(ev["model"]["per_answer_type"])
-    preds = (cfg.work / "eval" / "vqa_predictions.jsonl").read_text().splitlines()
-    assert len(preds) == 30
+    # Asked through the one runner and the registered vqav2 benchmark, model and baseline alike.
+    preds = json.loads((cfg.work / "eval" / "model" / "vqav2" / "predictions.json").read_text())
+    base = json.loads((cfg.work / "eval" / "baseline" / "vqav2" / "predictions.json").read_text())
+    assert len(preds) == len(base) == 30 and ev["protocol"] == "paper"
     # The verdict compares the same two numbers and names every stage's step count.
     v = out["verdict"]
     assert (v["model"], v["baseline"]) == (ev["model"]["overall"], ev["baseline"]["overall"])
@@ -74,7 +76,7 @@ def test_eval_table_has_model_and_baseline(run):
 
 
 def test_checkpoint_reloads_with_plain_transformers_and_answers(run):
-    from vitune.eval.vqa_eval import vqa_prompt
+    from vitune.eval.benchmarks import get_benchmark
     from vitune.sources.merge import load_world
 
     cfg, out = run
@@ -82,14 +84,17 @@ def test_checkpoint_reloads_with_plain_transformers_and_answers(run):
     model = LlavaForConditionalGeneration.from_pretrained(model_dir)
     processor = AutoProcessor.from_pretrained(model_dir)
     # Re-answer an evaluated question with plain transformers: same answer as the eval run gave.
-    first = json.loads((cfg.work / "eval" / "vqa_predictions.jsonl").read_text().splitlines()[0])
+    qid, answer = next(
+        iter(json.loads((cfg.work / "eval" / "model" / "vqav2" / "predictions.json").read_text()).items())
+    )
+    first = {"question_id": qid, "prediction": answer}
     rec, qa = next(
         (r, q)
         for r in load_world(cfg.work / "world", "val")
         for q in r.qas
         if str(q.question_id) == first["question_id"]
     )
-    prompt = generation_prompt("vicuna_v1", [("user", vqa_prompt(qa.question))], True)
+    prompt = generation_prompt("vicuna_v1", [("user", get_benchmark("vqav2").prompt(qa.question))], True)
     image = Image.open(cfg.work / "world" / "images" / rec.file_name).convert("RGB")
     inputs = processor(text=prompt, images=image, return_tensors="pt")
     with torch.no_grad():
@@ -99,7 +104,15 @@ def test_checkpoint_reloads_with_plain_transformers_and_answers(run):
     assert processor.tokenizer.decode(new_tokens, skip_special_tokens=True).strip() == first["prediction"]
     # The chat template saved with the processor renders the same prompt.
     chat = processor.apply_chat_template(
-        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": vqa_prompt(qa.question)}]}],
+        [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image"},
+                    {"type": "text", "text": get_benchmark("vqav2").prompt(qa.question)},
+                ],
+            }
+        ],
         add_generation_prompt=True,
     )
     assert chat == prompt
