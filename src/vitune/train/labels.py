@@ -35,6 +35,7 @@ from __future__ import annotations
 import bisect
 import logging
 import os
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,8 +45,9 @@ import torch
 from PIL import Image
 from transformers import PreTrainedTokenizerFast
 
-from vitune.data.images import expand2square, load_rgb, pad_color
+from vitune.data.images import ImageLimits, check_image, expand2square, open_image, pad_color
 from vitune.data.instance import IMAGE_TOKEN, Instance
+from vitune.sources.paths import UnsafePathError, resolve_image
 from vitune.train.templates import Segment, generation_prompt, render_segments, turn_terminator
 from vitune.train.tokenizer import image_token_id
 
@@ -262,24 +264,60 @@ def prompt_is_consistent(
 
 
 class ImageCache:
-    """load_rgb -> expand2square (the processor's mean colour) -> image processor, memoised per path."""
+    """Image path -> pixel values: resolve inside the root, the one image check + decode, pad to
+    square with the processor's mean colour, image processor; optionally memoised in a bounded LRU.
 
-    def __init__(self, image_root: str | os.PathLike, image_processor: Any, cache: bool = True) -> None:
+    `cache_mb` = 0 (the default) keeps nothing: memory stays flat in the number of distinct images,
+    which real data sets need. The tiny CPU recipes revisit a few thousand small images many times
+    and turn the cache on in their YAML (`pixel_cache_mb`). With DataLoader workers each worker has
+    its own cache (the bound holds per process).
+    """
+
+    def __init__(
+        self,
+        image_root: str | os.PathLike,
+        image_processor: Any,
+        cache_mb: float = 0.0,
+        limits: ImageLimits | None = None,
+    ) -> None:
         self.root = Path(image_root)
         self.proc = image_processor
-        self.cache = cache
-        self._store: dict[str, torch.Tensor] = {}
+        self.limits = limits or ImageLimits()
+        self.max_bytes = int(cache_mb * 2**20)
+        self.bytes = 0
+        self._store: OrderedDict[str, torch.Tensor] = OrderedDict()
 
     def preprocess(self, img: Image.Image) -> torch.Tensor:
         out = self.proc(images=expand2square(img, pad_color(self.proc)), return_tensors="pt")
         return out["pixel_values"][0]
 
+    def path(self, rel: str) -> Path:
+        """The image file of `rel`, refused (UnsafePathError, a ValueError) outside the root."""
+        return resolve_image(self.root, rel)
+
+    def check(self, rel: str) -> tuple[str, str] | None:
+        """(ledger reason, detail) when image `rel` cannot be used, or None. Decodes the image within
+        the pixel limit (header checked first), so a sample that passes never fails in a step."""
+        try:
+            path = self.path(rel)
+        except UnsafePathError as e:
+            return "unsafe image path", str(e)
+        why = check_image(path, self.limits)
+        return None if why is None else ("unreadable image", why)
+
     def __call__(self, rel: str) -> torch.Tensor:
         t = self._store.get(rel)
-        if t is None:
-            t = self.preprocess(load_rgb(self.root / rel))
-            if self.cache:
-                self._store[rel] = t
+        if t is not None:
+            self._store.move_to_end(rel)
+            return t
+        t = self.preprocess(open_image(self.path(rel), self.limits))
+        size = t.numel() * t.element_size()
+        if size <= self.max_bytes:
+            self._store[rel] = t
+            self.bytes += size
+            while self.bytes > self.max_bytes:  # least recently used first
+                _, old = self._store.popitem(last=False)
+                self.bytes -= old.numel() * old.element_size()
         return t
 
 
@@ -306,7 +344,8 @@ def build_dataset(
     images: ImageCache | None,
 ) -> tuple[TrainDataset, list[Rejected], dict[str, int]]:
     """Encode every instance and check its image up front, so bad samples are rejected with a
-    reason before training starts rather than crashing a step minutes in."""
+    reason before training starts rather than crashing a step minutes in. In memory, for tests and
+    small tools; stages prepare their data once on disk with `train/prepare.py`."""
     kept: list[Encoded] = []
     rejected: list[Rejected] = []
     stats = {"seen": 0, "kept": 0, "rejected": 0, "truncated": 0, "image": 0, "text_only": 0}
@@ -317,10 +356,9 @@ def build_dataset(
             if images is None:
                 r = Rejected(inst.id, "image sample but no image root")
             else:
-                try:
-                    images(r.image)
-                except (ValueError, OSError) as e:
-                    r = Rejected(inst.id, "unreadable image", {"image": r.image, "error": str(e)})
+                why = images.check(r.image)
+                if why is not None:
+                    r = Rejected(inst.id, why[0], {"image": r.image, "error": why[1]})
         if isinstance(r, Rejected):
             rejected.append(r)
             continue
