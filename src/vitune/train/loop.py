@@ -155,12 +155,12 @@ class StepBatches:
 
     The micro-batch of step s is a pure function of s (`MicroBatchStream`), so a resumed run starts
     this iterator at its checkpoint's step and gets exactly the batches the uninterrupted run had.
+    It has a stream of its own: the DataLoader runs it ahead of the loop (prefetch), possibly by
+    more than the two epochs a stream keeps.
     """
 
-    def __init__(
-        self, stream: MicroBatchStream, start: int, total: int, world: int, rank: int, accum: int
-    ) -> None:
-        self.stream, self.start, self.total = stream, start, total
+    def __init__(self, plan: Plan, start: int, total: int, world: int, rank: int, accum: int) -> None:
+        self.stream, self.start, self.total = MicroBatchStream(plan), start, total
         self.world, self.rank, self.accum = world, rank, accum
 
     def __iter__(self) -> Iterator[list[int]]:
@@ -294,7 +294,8 @@ def train(
     if cfg.tensorboard:
         acc.init_trackers("tensorboard")
     world, rank = acc.num_processes, acc.process_index
-    stream = MicroBatchStream(plan or random_plan(len(dataset), cfg.batch_size, cfg.seed))
+    plan = plan or random_plan(len(dataset), cfg.batch_size, cfg.seed)
+    stream = MicroBatchStream(plan)
     per_step = world * cfg.grad_accum
     total = cfg.max_steps or max(1, math.ceil(stream.per_epoch() * cfg.epochs / per_step))
     if not any(p.requires_grad for p in model.parameters()):
@@ -342,7 +343,7 @@ def train(
     loader = make_loader(
         dataset,
         collate_fn,
-        StepBatches(stream, step, total, world, rank, cfg.grad_accum),
+        StepBatches(plan, step, total, world, rank, cfg.grad_accum),
         cfg.num_workers,
         cfg.seed,
     )

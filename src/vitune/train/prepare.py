@@ -133,7 +133,7 @@ def _encode_chunk(span: tuple[int, int]) -> dict[str, Any]:
         n_exp.append(len(r.input_ids))
         imgs.append(r.image)
         truncated += r.truncated
-    cat = (lambda xs: np.concatenate(xs) if xs else np.zeros(0, np.int32))  # noqa: E731
+    cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0, np.int32)  # noqa: E731
     return {
         "ids": cat(ids),
         "labels": cat(labels),

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from vitune import __version__
-from vitune.data.images import CLIP_MEAN, CLIP_STD
+from vitune.data.images import CLIP_MEAN, CLIP_STD, check_image
 from vitune.data.instance import Instance
 from vitune.data.ledger import Ledger
 from vitune.train.distributed import is_sharded
@@ -160,13 +160,22 @@ def _sample_images(
     for d, items in loaded:
         if d.image_root is None:
             continue
-        root = Path(d.image_root)
-        # A missing image is the stage's to reject (with a reason), not a reason to fail here.
-        found.update(p for i in items if i.image and (p := root / i.image).is_file())
+        # A missing, unsafe or broken image is the stage's to reject (with a reason), not a reason
+        # to fail here: only paths inside the root count, and only images that pass the check.
+        found.update(p for i in items if i.image and (p := _inside(d.image_root, i.image)) and p.is_file())
     paths = sorted(found)
     if len(paths) > n:
         paths = sorted(random.Random(seed).sample(paths, n))
-    return paths
+    return [p for p in paths if check_image(p) is None]
+
+
+def _inside(root: str, rel: str) -> Path | None:
+    from vitune.sources.paths import UnsafePathError, resolve_image
+
+    try:
+        return resolve_image(root, rel)
+    except UnsafePathError:
+        return None
 
 
 def stage_train_config(st: StageSpec, processes: int) -> TrainConfig:
@@ -387,7 +396,9 @@ def run_dense_stage(
     model, processor = load_pretrained(model_dir)
     ledger = Ledger()
     records = load_world(st.records.world, st.records.split, ledger)
-    pixels = pixel_cache(WorldLayout(st.records.world).image_root, processor.image_processor, st.pixel_cache_mb)
+    pixels = pixel_cache(
+        WorldLayout(st.records.world).image_root, processor.image_processor, st.pixel_cache_mb
+    )
     cfg = DenseConfig(
         lr=st.lr,
         batch_size=st.per_device_batch,
