@@ -25,6 +25,14 @@ def train(
         list[str] | None, typer.Option(help="Fill a ${NAME} variable: NAME=VALUE (repeatable).")
     ] = None,
     list_recipes: Annotated[bool, typer.Option("--list", help="List the bundled recipes.")] = False,
+    num_workers: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="DataLoader workers per process for every stage (default: the stage's num_workers, "
+            "else min(8, cores - 1)); batches and losses do not depend on it.",
+        ),
+    ] = None,
 ) -> None:
     """Train a LLaVA model stage by stage (align -> stage 1 -> stage 2 ...) from one recipe file."""
     from vitune.train.recipe import RecipeError, bundled_recipes, load_recipe
@@ -47,6 +55,9 @@ def train(
     except RecipeError as e:
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from None
+    if num_workers is not None:
+        for st in rec.stages:
+            st.num_workers = num_workers
     main = is_main_process()
     with make_progress(disable=not main) as prog:
         try:
