@@ -19,8 +19,16 @@ and every process must run the same modules in each micro-step: with text-only s
 must give the W micro-batches of a micro-step one modality (the aligned plans of `sampler.py`,
 which stages use under FSDP); `_check_same_modules` refuses a step that does not.
 
+Batches come from a torch `DataLoader` whose batch sampler (`StepBatches`) yields this process's
+micro-batches from the first step to run on: with `num_workers` > 0, worker processes load items
+(memory-mapped ids, image decode -> pad-to-square -> image processor) and collate ahead of the step,
+pinned on CUDA. The batches and their order are the same with any number of workers, and the loader
+draws nothing from the global RNG, so the loss curve does not depend on it.
+
 Every `log_every` optimizer steps a line goes to `metrics.jsonl` (loss, lr, tokens/s, padding
-fraction) and to the optional progress callback.
+fraction) and to the optional progress callback. The window a line averages over is saved in the
+checkpoint, so after a kill and resume every line equals the uninterrupted run's (the wall-clock
+fields aside).
 """
 
 from __future__ import annotations

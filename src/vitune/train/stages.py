@@ -3,6 +3,8 @@
     out/
       recipe.json            the resolved recipe (variables filled, paths absolute)
       base/                  the starting model + processor (for a preset: fresh weights, our tokenizer)
+      prepared/<key>/        each data entry encoded and image-checked once (train/prepare.py),
+                             memory-mapped by every stage and process that uses the same key
       stages/<name>/         metrics.jsonl, checkpoint.pt (while running), rejected.jsonl,
                              summary.json, model/ (the stage's export), done.json (written last)
       model -> stages/<last>/model
