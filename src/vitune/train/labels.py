@@ -32,7 +32,6 @@ tokens; a sample whose first pair does not fit is rejected with a reason for the
 
 from __future__ import annotations
 
-import bisect
 import logging
 import os
 from collections import OrderedDict
@@ -41,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 from transformers import PreTrainedTokenizerFast
@@ -82,9 +82,9 @@ class _Tokens:
     """One whole-text tokenization: unexpanded ids, each token's segment (-1: a special token the
     tokenizer adds in front, e.g. BOS) and the character offset where each token ends."""
 
-    ids: list[int]
-    seg: list[int]
-    end: list[int]
+    ids: np.ndarray
+    seg: np.ndarray
+    end: np.ndarray
 
 
 class _Straddle(ValueError):
@@ -126,60 +126,49 @@ class LabelEncoder:
             )
 
     def _tokenize(self, segs: list[Segment]) -> _Tokens:
+        # Vectorised over tokens (numpy): this runs once per sample of the data set, and a
+        # per-token Python loop was most of the preparation time at LLaVA's lengths.
         text = "".join(s.text for s in segs)
-        starts, pos = [], 0
-        for s in segs:
-            starts.append(pos)
-            pos += len(s.text)
+        starts = np.cumsum([0] + [len(s.text) for s in segs[:-1]])
         enc = self.tok(text, add_special_tokens=True, return_offsets_mapping=True)
-        seq_ids = enc.sequence_ids()
-        out = _Tokens([], [], [])
-        seen_text = False
-        for tid, (a, b), sid in zip(enc["input_ids"], enc["offset_mapping"], seq_ids, strict=True):
-            if sid is None:
-                if seen_text:
-                    continue  # appended by the post-processor (add_eos_token): replies end themselves
-                out.ids.append(tid)
-                out.seg.append(-1)
-                out.end.append(0)
-                continue
-            seen_text = True
-            # The last segment starting at or before `a` (empty segments hold no characters).
-            j = bisect.bisect_right(starts, a) - 1
-            if b > a and bisect.bisect_right(starts, b - 1) - 1 != j:
-                raise _Straddle(self.tok.convert_ids_to_tokens(tid), text[max(0, a - 20) : b + 20])
-            out.ids.append(tid)
-            out.seg.append(j)
-            out.end.append(b)
-        return out
+        ids = np.asarray(enc["input_ids"], dtype=np.int64)
+        offsets = np.asarray(enc["offset_mapping"], dtype=np.int64).reshape(-1, 2)
+        is_text = np.asarray([sid is not None for sid in enc.sequence_ids()], dtype=bool)
+        # Special tokens the post-processor adds in front (BOS) stay, with segment -1; those after
+        # the text (an eos from add_eos_token) go: replies end with their own terminator.
+        first = int(np.argmax(is_text)) if is_text.any() else len(ids)
+        keep = is_text | (np.arange(len(ids)) < first)
+        a, b = offsets[:, 0], offsets[:, 1]
+        # The last segment starting at or before each token's first character (empty segments hold
+        # no characters); a token whose last character lies in a later segment straddles two.
+        seg = np.searchsorted(starts, a, side="right") - 1
+        last = np.searchsorted(starts, b - 1, side="right") - 1
+        straddle = is_text & (b > a) & (last != seg)
+        if straddle.any():
+            k = int(np.argmax(straddle))
+            tok = self.tok.convert_ids_to_tokens(int(ids[k]))
+            raise _Straddle(tok, text[max(0, int(a[k]) - 20) : int(b[k]) + 20])
+        return _Tokens(ids[keep], np.where(is_text, seg, -1)[keep], np.where(is_text, b, 0)[keep])
 
-    def _expand(self, toks: _Tokens, segs: list[Segment]) -> tuple[list[int], list[int]]:
-        ids: list[int] = []
-        labels: list[int] = []
-        for tid, j in zip(toks.ids, toks.seg, strict=True):
-            if tid == self.image_id:
-                # One placeholder per image feature; never supervised.
-                ids.extend([tid] * self.image_seq_length)
-                labels.extend([IGNORE_INDEX] * self.image_seq_length)
-            else:
-                ids.append(tid)
-                labels.append(tid if j >= 0 and segs[j].supervised else IGNORE_INDEX)
-        return ids, labels
+    def _expand(self, toks: _Tokens, segs: list[Segment]) -> tuple[np.ndarray, np.ndarray]:
+        supervised = np.asarray([s.supervised for s in segs] + [False], dtype=bool)  # [-1]: seg -1
+        is_img = toks.ids == self.image_id
+        labels = np.where(supervised[toks.seg] & ~is_img, toks.ids, IGNORE_INDEX)
+        # One placeholder per image feature; never supervised.
+        reps = np.where(is_img, self.image_seq_length, 1)
+        return np.repeat(toks.ids, reps), np.repeat(labels, reps)
 
     def _length(self, toks: _Tokens, cut: int | None = None) -> int:
         """Expanded length of the tokens ending at or before character `cut` (None: all)."""
-        n_img = self.image_seq_length
-        return sum(
-            n_img if t == self.image_id else 1
-            for t, e in zip(toks.ids, toks.end, strict=True)
-            if cut is None or e <= cut
-        )
+        per = np.where(toks.ids == self.image_id, self.image_seq_length, 1)
+        return int(per.sum() if cut is None else per[toks.end <= cut].sum())
 
     def encode_turns(self, turns: list[tuple[str, str]], has_image: bool) -> tuple[list[int], list[int]]:
         """(input_ids, labels) of whole turns, no truncation; raises ValueError for a token that
         spans two label segments."""
         segs = render_segments(self.template, turns, has_image, self.eos)
-        return self._expand(self._tokenize(segs), segs)
+        ids, labels = self._expand(self._tokenize(segs), segs)
+        return ids.tolist(), labels.tolist()
 
     def encode(self, inst: Instance) -> Encoded | Rejected:
         pairs = inst.pairs()
@@ -200,12 +189,12 @@ class LabelEncoder:
                 "first turn pair longer than max_length",
                 {"length": len(ids), "max_length": self.max_length},
             )
-        n_img = sum(1 for i in ids if i == self.image_id)
+        n_img = int((ids == self.image_id).sum())
         if n_img != (self.image_seq_length if has_image else 0):
             return Rejected(inst.id, "image placeholder count mismatch", {"count": n_img})
-        if all(lab == IGNORE_INDEX for lab in labels):
+        if (labels == IGNORE_INDEX).all():
             return Rejected(inst.id, "nothing supervised")
-        return Encoded(inst.id, ids, labels, inst.image, k, len(pairs))
+        return Encoded(inst.id, ids.tolist(), labels.tolist(), inst.image, k, len(pairs))
 
     def _fit(self, pairs: list[tuple[str, str]], has_image: bool) -> tuple[int, list[Segment], _Tokens]:
         """The longest prefix of whole pairs that fits max_length: (pairs kept, its segments, its
