@@ -172,12 +172,15 @@ def _sample_images(
 
 
 def _inside(root: str, rel: str) -> Path | None:
+    """`root / rel` when it stays inside the root, else None. The path is kept as written (not
+    resolved), like the dense stage's, so the seeded sample of images does not change."""
     from vitune.sources.paths import UnsafePathError, resolve_image
 
     try:
-        return resolve_image(root, rel)
+        resolve_image(root, rel)
     except UnsafePathError:
         return None
+    return Path(root) / rel
 
 
 def stage_train_config(st: StageSpec, processes: int) -> TrainConfig:
