@@ -49,7 +49,7 @@ def _rss_mb(who: int = resource.RUSAGE_SELF) -> float:
     """Peak RSS in MB. For this process, the VmHWM of its own address space: `ru_maxrss` survives
     fork + exec on Linux, so a child started by a large parent would report the parent's peak."""
     if who == resource.RUSAGE_SELF and os.path.exists("/proc/self/status"):
-        for line in open("/proc/self/status", encoding="ascii"):
+        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     return resource.getrusage(who).ru_maxrss / 1024  # Linux: KB
