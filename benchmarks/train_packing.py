@@ -285,7 +285,7 @@ def main() -> None:
             insts = make_data(world, args.images, args.seed, args.text_frac)
         tok = train_tokenizer(corpus_texts(insts), vocab_size=2000)
         proc = processor_for(build_model(preset, tok, seed=args.seed), tok)
-        images = ImageCache(WorldLayout(world).image_root, proc.image_processor)
+        images = ImageCache(WorldLayout(world).image_root, proc.image_processor, cache_mb=2048)
         enc = LabelEncoder(tok, preset.image_seq_length, "vicuna_v1", args.max_length)
         ds, rejected, stats = build_dataset(insts, enc, images)  # decodes and caches every image now
     lengths = [len(e.input_ids) for e in ds.items]

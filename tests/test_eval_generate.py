@@ -94,7 +94,9 @@ def test_vqa_eval_end_to_end_with_saved_model(model_dir, tmp_path):
             1,
             1,
             split="val",
-            qas=[QA(f"{i + 1}{j}", f"What color {j}?", ["red"] * 10, "other", "what color") for j in range(2)],
+            qas=[
+                QA(f"{i + 1}{j}", f"What color {j}?", ["red"] * 10, "other", "what color") for j in range(2)
+            ],
         )
         for i in range(3)
     ]

@@ -189,6 +189,19 @@ def test_bad_samples_are_ledgered_and_pixel_stats_come_from_training_images(tiny
             "conversations": [{"from": "human", "value": "<image>\nWhat?"}, {"from": "gpt", "value": "x"}],
         }
     )
+    # Images that must be refused with a reason, never read (and never crash the run or the
+    # pixel statistics): an absolute path to a real file, and a path escaping the image root.
+    for k, rel in enumerate(["/etc/hostname", "../" + rows[0]["image"]]):
+        rows.append(
+            {
+                "id": f"unsafe{k}",
+                "image": rel,
+                "conversations": [
+                    {"from": "human", "value": "<image>\nWhat?"},
+                    {"from": "gpt", "value": "x"},
+                ],
+            }
+        )
     (tmp_path / "mix.json").write_text(json.dumps(rows))
     spec = tiny_recipe(world, data, max_steps=2)
     spec["stages"] = [spec["stages"][0], spec["stages"][-1]]
@@ -198,11 +211,12 @@ def test_bad_samples_are_ledgered_and_pixel_stats_come_from_training_images(tiny
     out = tmp_path / "run"
     run_recipe(parse_recipe(spec), out)
     summary = json.loads((out / "stages" / "stage1" / "summary.json").read_text())
-    assert summary["data"][0]["seen"] == 8 and summary["data"][0]["kept"] == 6 and summary["rejected"] == 2
+    assert summary["data"][0]["seen"] == 10 and summary["data"][0]["kept"] == 6 and summary["rejected"] == 4
     ledger = {r["locator"]: r for r in Ledger.read(out / "stages" / "stage1" / "rejected.jsonl")}
     assert ledger["id=long"]["reason"] == "first turn pair longer than max_length"
     assert ledger["id=long"]["stage"] == "train.stage1" and ledger["id=long"]["file"].endswith("mix.json")
     assert ledger["id=noimg"]["reason"] == "unreadable image"
+    assert ledger["id=unsafe0"]["reason"] == ledger["id=unsafe1"]["reason"] == "unsafe image path"
     # pixel_norm: dataset -> the processor carries the statistics of the TRAIN split's images only.
     root = WorldLayout(world).image_root
     train_images = sorted(root / r.file_name for r in load_world(world, "train", Ledger()))

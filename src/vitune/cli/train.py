@@ -33,7 +33,7 @@ def train(
     ] = None,
     max_steps: Annotated[int | None, typer.Option(min=1, help="Cap every stage at N steps.")] = None,
     time_scale: Annotated[
-        float | None, typer.Option(min=0.01, help="Multiply every stage's time budget.")
+        float | None, typer.Option(min=0.01, help="Multiply every stage's step count (and any time budget).")
     ] = None,
     plan: Annotated[
         bool, typer.Option("--plan", help="Print samples, steps, FLOPs and memory per GPU; train nothing.")
@@ -48,6 +48,14 @@ def train(
         str | None, typer.Option(help="--plan: single, ddp, fsdp, zero2 or zero3 without a config file.")
     ] = None,
     gpu_mem: Annotated[str | None, typer.Option(help="--plan: memory of one GPU, e.g. 80GB.")] = None,
+    num_workers: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="DataLoader workers per process for every stage (default: the stage's num_workers, "
+            "else min(8, cores - 1)); batches and losses do not depend on it.",
+        ),
+    ] = None,
 ) -> None:
     """Train a LLaVA model stage by stage (align -> stage 1 -> stage 2 ...) from one recipe file."""
     from vitune.errors import InputError
@@ -79,6 +87,9 @@ def train(
     except RecipeError as e:
         _error(e)
         raise typer.Exit(2) from None
+    if num_workers is not None:
+        for st in rec.stages:
+            st.num_workers = num_workers
     assert out is not None
     missing = missing_inputs(rec, stage)
     if missing:

@@ -32,20 +32,22 @@ tokens; a sample whose first pair does not fit is rejected with a reason for the
 
 from __future__ import annotations
 
-import bisect
 import logging
 import os
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 from transformers import PreTrainedTokenizerFast
 
-from vitune.data.images import expand2square, load_rgb, pad_color
+from vitune.data.images import ImageLimits, check_image, expand2square, open_image, pad_color
 from vitune.data.instance import IMAGE_TOKEN, Instance
+from vitune.sources.paths import UnsafePathError, resolve_image
 from vitune.train.templates import Segment, generation_prompt, render_segments, turn_terminator
 from vitune.train.tokenizer import image_token_id
 
@@ -80,9 +82,9 @@ class _Tokens:
     """One whole-text tokenization: unexpanded ids, each token's segment (-1: a special token the
     tokenizer adds in front, e.g. BOS) and the character offset where each token ends."""
 
-    ids: list[int]
-    seg: list[int]
-    end: list[int]
+    ids: np.ndarray
+    seg: np.ndarray
+    end: np.ndarray
 
 
 class _Straddle(ValueError):
@@ -124,60 +126,49 @@ class LabelEncoder:
             )
 
     def _tokenize(self, segs: list[Segment]) -> _Tokens:
+        # Vectorised over tokens (numpy): this runs once per sample of the data set, and a
+        # per-token Python loop was most of the preparation time at LLaVA's lengths.
         text = "".join(s.text for s in segs)
-        starts, pos = [], 0
-        for s in segs:
-            starts.append(pos)
-            pos += len(s.text)
+        starts = np.cumsum([0] + [len(s.text) for s in segs[:-1]])
         enc = self.tok(text, add_special_tokens=True, return_offsets_mapping=True)
-        seq_ids = enc.sequence_ids()
-        out = _Tokens([], [], [])
-        seen_text = False
-        for tid, (a, b), sid in zip(enc["input_ids"], enc["offset_mapping"], seq_ids, strict=True):
-            if sid is None:
-                if seen_text:
-                    continue  # appended by the post-processor (add_eos_token): replies end themselves
-                out.ids.append(tid)
-                out.seg.append(-1)
-                out.end.append(0)
-                continue
-            seen_text = True
-            # The last segment starting at or before `a` (empty segments hold no characters).
-            j = bisect.bisect_right(starts, a) - 1
-            if b > a and bisect.bisect_right(starts, b - 1) - 1 != j:
-                raise _Straddle(self.tok.convert_ids_to_tokens(tid), text[max(0, a - 20) : b + 20])
-            out.ids.append(tid)
-            out.seg.append(j)
-            out.end.append(b)
-        return out
+        ids = np.asarray(enc["input_ids"], dtype=np.int64)
+        offsets = np.asarray(enc["offset_mapping"], dtype=np.int64).reshape(-1, 2)
+        is_text = np.asarray([sid is not None for sid in enc.sequence_ids()], dtype=bool)
+        # Special tokens the post-processor adds in front (BOS) stay, with segment -1; those after
+        # the text (an eos from add_eos_token) go: replies end with their own terminator.
+        first = int(np.argmax(is_text)) if is_text.any() else len(ids)
+        keep = is_text | (np.arange(len(ids)) < first)
+        a, b = offsets[:, 0], offsets[:, 1]
+        # The last segment starting at or before each token's first character (empty segments hold
+        # no characters); a token whose last character lies in a later segment straddles two.
+        seg = np.searchsorted(starts, a, side="right") - 1
+        last = np.searchsorted(starts, b - 1, side="right") - 1
+        straddle = is_text & (b > a) & (last != seg)
+        if straddle.any():
+            k = int(np.argmax(straddle))
+            tok = self.tok.convert_ids_to_tokens(int(ids[k]))
+            raise _Straddle(tok, text[max(0, int(a[k]) - 20) : int(b[k]) + 20])
+        return _Tokens(ids[keep], np.where(is_text, seg, -1)[keep], np.where(is_text, b, 0)[keep])
 
-    def _expand(self, toks: _Tokens, segs: list[Segment]) -> tuple[list[int], list[int]]:
-        ids: list[int] = []
-        labels: list[int] = []
-        for tid, j in zip(toks.ids, toks.seg, strict=True):
-            if tid == self.image_id:
-                # One placeholder per image feature; never supervised.
-                ids.extend([tid] * self.image_seq_length)
-                labels.extend([IGNORE_INDEX] * self.image_seq_length)
-            else:
-                ids.append(tid)
-                labels.append(tid if j >= 0 and segs[j].supervised else IGNORE_INDEX)
-        return ids, labels
+    def _expand(self, toks: _Tokens, segs: list[Segment]) -> tuple[np.ndarray, np.ndarray]:
+        supervised = np.asarray([s.supervised for s in segs] + [False], dtype=bool)  # [-1]: seg -1
+        is_img = toks.ids == self.image_id
+        labels = np.where(supervised[toks.seg] & ~is_img, toks.ids, IGNORE_INDEX)
+        # One placeholder per image feature; never supervised.
+        reps = np.where(is_img, self.image_seq_length, 1)
+        return np.repeat(toks.ids, reps), np.repeat(labels, reps)
 
     def _length(self, toks: _Tokens, cut: int | None = None) -> int:
         """Expanded length of the tokens ending at or before character `cut` (None: all)."""
-        n_img = self.image_seq_length
-        return sum(
-            n_img if t == self.image_id else 1
-            for t, e in zip(toks.ids, toks.end, strict=True)
-            if cut is None or e <= cut
-        )
+        per = np.where(toks.ids == self.image_id, self.image_seq_length, 1)
+        return int(per.sum() if cut is None else per[toks.end <= cut].sum())
 
     def encode_turns(self, turns: list[tuple[str, str]], has_image: bool) -> tuple[list[int], list[int]]:
         """(input_ids, labels) of whole turns, no truncation; raises ValueError for a token that
         spans two label segments."""
         segs = render_segments(self.template, turns, has_image, self.eos)
-        return self._expand(self._tokenize(segs), segs)
+        ids, labels = self._expand(self._tokenize(segs), segs)
+        return ids.tolist(), labels.tolist()
 
     def encode(self, inst: Instance) -> Encoded | Rejected:
         pairs = inst.pairs()
@@ -198,12 +189,12 @@ class LabelEncoder:
                 "first turn pair longer than max_length",
                 {"length": len(ids), "max_length": self.max_length},
             )
-        n_img = sum(1 for i in ids if i == self.image_id)
+        n_img = int((ids == self.image_id).sum())
         if n_img != (self.image_seq_length if has_image else 0):
             return Rejected(inst.id, "image placeholder count mismatch", {"count": n_img})
-        if all(lab == IGNORE_INDEX for lab in labels):
+        if (labels == IGNORE_INDEX).all():
             return Rejected(inst.id, "nothing supervised")
-        return Encoded(inst.id, ids, labels, inst.image, k, len(pairs))
+        return Encoded(inst.id, ids.tolist(), labels.tolist(), inst.image, k, len(pairs))
 
     def _fit(self, pairs: list[tuple[str, str]], has_image: bool) -> tuple[int, list[Segment], _Tokens]:
         """The longest prefix of whole pairs that fits max_length: (pairs kept, its segments, its
@@ -262,24 +253,60 @@ def prompt_is_consistent(
 
 
 class ImageCache:
-    """load_rgb -> expand2square (the processor's mean colour) -> image processor, memoised per path."""
+    """Image path -> pixel values: resolve inside the root, the one image check + decode, pad to
+    square with the processor's mean colour, image processor; optionally memoised in a bounded LRU.
 
-    def __init__(self, image_root: str | os.PathLike, image_processor: Any, cache: bool = True) -> None:
+    `cache_mb` = 0 (the default) keeps nothing: memory stays flat in the number of distinct images,
+    which real data sets need. The tiny CPU recipes revisit a few thousand small images many times
+    and turn the cache on in their YAML (`pixel_cache_mb`). With DataLoader workers each worker has
+    its own cache (the bound holds per process).
+    """
+
+    def __init__(
+        self,
+        image_root: str | os.PathLike,
+        image_processor: Any,
+        cache_mb: float = 0.0,
+        limits: ImageLimits | None = None,
+    ) -> None:
         self.root = Path(image_root)
         self.proc = image_processor
-        self.cache = cache
-        self._store: dict[str, torch.Tensor] = {}
+        self.limits = limits or ImageLimits()
+        self.max_bytes = int(cache_mb * 2**20)
+        self.bytes = 0
+        self._store: OrderedDict[str, torch.Tensor] = OrderedDict()
 
     def preprocess(self, img: Image.Image) -> torch.Tensor:
         out = self.proc(images=expand2square(img, pad_color(self.proc)), return_tensors="pt")
         return out["pixel_values"][0]
 
+    def path(self, rel: str) -> Path:
+        """The image file of `rel`, refused (UnsafePathError, a ValueError) outside the root."""
+        return resolve_image(self.root, rel)
+
+    def check(self, rel: str) -> tuple[str, str] | None:
+        """(ledger reason, detail) when image `rel` cannot be used, or None. Decodes the image within
+        the pixel limit (header checked first), so a sample that passes never fails in a step."""
+        try:
+            path = self.path(rel)
+        except UnsafePathError as e:
+            return "unsafe image path", str(e)
+        why = check_image(path, self.limits)
+        return None if why is None else ("unreadable image", why)
+
     def __call__(self, rel: str) -> torch.Tensor:
         t = self._store.get(rel)
-        if t is None:
-            t = self.preprocess(load_rgb(self.root / rel))
-            if self.cache:
-                self._store[rel] = t
+        if t is not None:
+            self._store.move_to_end(rel)
+            return t
+        t = self.preprocess(open_image(self.path(rel), self.limits))
+        size = t.numel() * t.element_size()
+        if size <= self.max_bytes:
+            self._store[rel] = t
+            self.bytes += size
+            while self.bytes > self.max_bytes:  # least recently used first
+                _, old = self._store.popitem(last=False)
+                self.bytes -= old.numel() * old.element_size()
         return t
 
 
@@ -306,7 +333,8 @@ def build_dataset(
     images: ImageCache | None,
 ) -> tuple[TrainDataset, list[Rejected], dict[str, int]]:
     """Encode every instance and check its image up front, so bad samples are rejected with a
-    reason before training starts rather than crashing a step minutes in."""
+    reason before training starts rather than crashing a step minutes in. In memory, for tests and
+    small tools; stages prepare their data once on disk with `train/prepare.py`."""
     kept: list[Encoded] = []
     rejected: list[Rejected] = []
     stats = {"seen": 0, "kept": 0, "rejected": 0, "truncated": 0, "image": 0, "text_only": 0}
@@ -317,10 +345,9 @@ def build_dataset(
             if images is None:
                 r = Rejected(inst.id, "image sample but no image root")
             else:
-                try:
-                    images(r.image)
-                except (ValueError, OSError) as e:
-                    r = Rejected(inst.id, "unreadable image", {"image": r.image, "error": str(e)})
+                why = images.check(r.image)
+                if why is not None:
+                    r = Rejected(inst.id, why[0], {"image": r.image, "error": why[1]})
         if isinstance(r, Rejected):
             rejected.append(r)
             continue

@@ -19,8 +19,16 @@ and every process must run the same modules in each micro-step: with text-only s
 must give the W micro-batches of a micro-step one modality (the aligned plans of `sampler.py`,
 which stages use under FSDP); `_check_same_modules` refuses a step that does not.
 
+Batches come from a torch `DataLoader` whose batch sampler (`StepBatches`) yields this process's
+micro-batches from the first step to run on: with `num_workers` > 0, worker processes load items
+(memory-mapped ids, image decode -> pad-to-square -> image processor) and collate ahead of the step,
+pinned on CUDA. The batches and their order are the same with any number of workers, and the loader
+draws nothing from the global RNG, so the loss curve does not depend on it.
+
 Every `log_every` optimizer steps a line goes to `metrics.jsonl` (loss, lr, tokens/s, padding
-fraction) and to the optional progress callback.
+fraction) and to the optional progress callback. The window a line averages over is saved in the
+checkpoint, so after a kill and resume every line equals the uninterrupted run's (the wall-clock
+fields aside).
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Literal
@@ -76,6 +84,9 @@ class TrainConfig(BaseModel):
     save_every: int | None = Field(default=None, ge=1)  # steps between resumable checkpoints
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
     tensorboard: bool = False  # also log the metrics lines as TensorBoard scalars (out_dir/tensorboard)
+    # DataLoader worker processes that load, decode and collate batches ahead of the step (0: on the
+    # training thread). The batches and their order do not depend on it.
+    num_workers: int = Field(default=0, ge=0)
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -144,6 +155,56 @@ class MicroBatchStream:
             if p < self._starts[e + 1]:
                 return e, self._epoch(e)[p - self._starts[e]]
             e += 1
+
+
+class StepBatches:
+    """This process's micro-batches (lists of dataset indices) for optimizer steps `start`..`total-1`,
+    in the order the loop consumes them: a batch sampler for a `DataLoader`.
+
+    The micro-batch of step s is a pure function of s (`MicroBatchStream`), so a resumed run starts
+    this iterator at its checkpoint's step and gets exactly the batches the uninterrupted run had.
+    It has a stream of its own: the DataLoader runs it ahead of the loop (prefetch), possibly by
+    more than the two epochs a stream keeps.
+    """
+
+    def __init__(self, plan: Plan, start: int, total: int, world: int, rank: int, accum: int) -> None:
+        self.stream, self.start, self.total = MicroBatchStream(plan), start, total
+        self.world, self.rank, self.accum = world, rank, accum
+
+    def __iter__(self) -> Iterator[list[int]]:
+        per_step = self.world * self.accum
+        for s in range(self.start, self.total):
+            for a in range(self.accum):
+                yield self.stream[s * per_step + a * self.world + self.rank][1]
+
+    def __len__(self) -> int:
+        return max(0, self.total - self.start) * self.accum
+
+
+def make_loader(
+    dataset: Any, collate_fn: Callable, batches: StepBatches, num_workers: int, seed: int
+) -> torch.utils.data.DataLoader:
+    """A DataLoader over `batches`: workers run `dataset[i]` (image decode, pad, processor) and the
+    collate while the model trains; pinned memory on CUDA.
+
+    One iteration covers the whole stage (the sampler spans every step), so workers live for the
+    stage (`persistent_workers` only matters for loaders iterated once per epoch; it is set for the
+    same effect should a caller iterate twice). The loader's own generator is seeded: creating an
+    iterator draws a worker base seed, which must not come from (and shift) the global torch RNG the
+    model's dropout and the checkpoints use.
+    """
+    extra: dict[str, Any] = {}
+    if num_workers > 0:
+        extra = {"prefetch_factor": 2, "persistent_workers": True}
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=batches,
+        collate_fn=collate_fn,
+        num_workers=num_workers,
+        pin_memory=torch.cuda.is_available(),
+        generator=torch.Generator().manual_seed(seed),
+        **extra,
+    )
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -241,14 +302,21 @@ def train(
     if cfg.tensorboard:
         acc.init_trackers("tensorboard")
     world, rank = acc.num_processes, acc.process_index
-    stream = MicroBatchStream(plan or random_plan(len(dataset), cfg.batch_size, cfg.seed))
+    plan = plan or random_plan(len(dataset), cfg.batch_size, cfg.seed)
+    stream = MicroBatchStream(plan)
     per_step = world * cfg.grad_accum
     total = cfg.max_steps or max(1, math.ceil(stream.per_epoch() * cfg.epochs / per_step))
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError("no trainable parameters: enable at least one of projector / llm / vision")
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95))
     out = Path(out_dir) if out_dir is not None else None
-    state: dict[str, Any] = {"step": 0, "elapsed_s": 0.0, "metrics_lines": 0, "first_loss": None}
+    state: dict[str, Any] = {
+        "step": 0,
+        "elapsed_s": 0.0,
+        "metrics_lines": 0,
+        "first_loss": None,
+        "window": {"loss": 0.0, "n": 0, "pad": 0, "slots": 0},
+    }
     wrapped, opt = acc.prepare(model, opt)
     sharded = is_sharded(acc)
     # Taken after prepare: FSDP replaces every parameter with its shard.
@@ -272,10 +340,22 @@ def train(
     wrapped.train()
     step = state["step"]
     t0 = time.perf_counter() - state["elapsed_s"]
-    t_log, tok_log, pad_log, slot_log, loss_log, n_log = time.perf_counter(), 0, 0, 0, 0.0, 0
+    # The logging window (steps since the last metrics line) continues across a resume: a line
+    # averages the same steps whether or not the run was killed in between.
+    window = {"pad": 0, "slots": 0, **state["window"]}
+    t_log, tok_log, pad_log, slot_log = time.perf_counter(), 0, int(window["pad"]), int(window["slots"])
+    loss_log, n_log = float(window["loss"]), int(window["n"])
     first_loss, last_loss = state["first_loss"], None
     tokens_total, epoch = 0, 0
     stopped_by_time = False
+    loader = make_loader(
+        dataset,
+        collate_fn,
+        StepBatches(plan, step, total, world, rank, cfg.grad_accum),
+        cfg.num_workers,
+        cfg.seed,
+    )
+    batches = iter(loader)
     try:
         while step < total:
             # Progress is steps done, or wall time used when a time budget is set (whichever is
@@ -293,8 +373,8 @@ def train(
             base = step * per_step
             micro = []
             for a in range(cfg.grad_accum):
-                epoch, idx = stream[base + a * world + rank]
-                micro.append(collate_fn([dataset[i] for i in idx]))
+                epoch = stream[base + a * world + rank][0]
+                micro.append(next(batches))
             counts = [sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in micro)]
             if sharded:  # which micro-batches have images, checked in the same reduction
                 counts += [int(b.get("pixel_values") is not None) for b in micro]
@@ -363,8 +443,10 @@ def train(
                     acc.log({f"train/{k}": rec[k] for k in scalars}, step=step)
                 t_log, tok_log, pad_log, slot_log, loss_log, n_log = now, 0, 0, 0, 0.0, 0
             if cfg.save_every and out is not None and step % cfg.save_every == 0 and step < total:
+                state["window"] = {"loss": loss_log, "n": n_log, "pad": pad_log, "slots": slot_log}
                 _save(acc, wrapped, opt, out, step, t0, state, first_loss)
     finally:
+        del batches, loader  # stops the workers (also when a time budget ends the stage early)
         if metrics_fh is not None:
             metrics_fh.close()
     if n_log:  # steps after the last log line
@@ -424,6 +506,7 @@ def _save(acc, wrapped, opt, out: Path, step: int, t0: float, state: dict, first
             "elapsed_s": time.perf_counter() - t0,
             "metrics_lines": state["metrics_lines"],
             "first_loss": first_loss,
+            "window": state["window"],
         }
         save_checkpoint(out, weights, optimizer_state, progress)
     acc.wait_for_everyone()

@@ -150,6 +150,12 @@ class StageSpec(_Strict):
     save_every: int | None = Field(default=None, ge=1)  # optimizer steps between resumable checkpoints
     log_every: int = Field(default=10, ge=1)
     tensorboard: bool = False  # TensorBoard scalars under stages/<name>/tensorboard (needs `tensorboard`)
+    # DataLoader worker processes per training process (decode -> pad -> image processor -> collate
+    # ahead of the step); None: min(8, cores - 1). Batches and losses do not depend on it.
+    num_workers: int | None = Field(default=None, ge=0)
+    # A bounded LRU of preprocessed images in MB (per process); 0: none, memory flat in the number of
+    # distinct images. The tiny CPU recipes, which revisit a few thousand small images, turn it on.
+    pixel_cache_mb: float = Field(default=0.0, ge=0)
 
     @model_validator(mode="after")
     def _data(self) -> StageSpec:
@@ -174,6 +180,14 @@ class StageSpec(_Strict):
         if "lora" in (self.train.vision, self.train.llm) and self.lora is None:
             self.lora = LoraSpec()
         return self
+
+    def loader_workers(self) -> int:
+        """`num_workers`, or the default: one per core but one (the training loop's), at most 8."""
+        if self.num_workers is not None:
+            return self.num_workers
+        from vitune.train.prepare import available_cores
+
+        return max(0, min(8, available_cores() - 1))
 
     def grad_accum(self, processes: int = 1) -> int:
         per_step = self.per_device_batch * processes

@@ -3,6 +3,8 @@
     out/
       recipe.json            the resolved recipe (variables filled, paths absolute)
       base/                  the starting model + processor (for a preset: fresh weights, our tokenizer)
+      prepared/<key>/        each data entry encoded and image-checked once (train/prepare.py),
+                             memory-mapped by every stage and process that uses the same key
       stages/<name>/         metrics.jsonl, checkpoint.pt (while running), rejected.jsonl,
                              summary.json, model/ (the stage's export), done.json (written last)
       model -> stages/<last>/model
@@ -26,13 +28,14 @@ from typing import Any
 import torch
 
 from vitune import __version__
-from vitune.data.images import CLIP_MEAN, CLIP_STD
+from vitune.data.images import CLIP_MEAN, CLIP_STD, check_image
 from vitune.data.instance import Instance
 from vitune.data.ledger import Ledger
 from vitune.train.distributed import is_sharded
 from vitune.train.export import load_pretrained, save_pretrained
-from vitune.train.labels import ImageCache, LabelEncoder, TrainDataset, build_dataset, collate
+from vitune.train.labels import ImageCache, LabelEncoder, collate
 from vitune.train.loop import ProgressFn, TrainConfig, make_accelerator, random_plan, train
+from vitune.train.prepare import PreparedDataset, PreparedPart
 from vitune.train.recipe import DataSpec, Recipe, RecipeError, StageSpec
 from vitune.utils.atomic import write_json
 from vitune.utils.hashing import derive_seed
@@ -62,38 +65,20 @@ def load_stage_data(spec: DataSpec, ledger: Ledger, seed: int) -> list[Instance]
     return items
 
 
-class StageDataset(torch.utils.data.Dataset):
-    """Several encoded data entries (each with its own image root) seen as one indexable dataset."""
-
-    def __init__(self, parts: Sequence[TrainDataset]) -> None:
-        self.parts = list(parts)
-        self.index = [(k, i) for k, p in enumerate(self.parts) for i in range(len(p))]
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __getitem__(self, j: int) -> dict[str, Any]:
-        k, i = self.index[j]
-        return self.parts[k][i]
-
-    def lengths(self) -> list[int]:
-        return [len(self.parts[k].items[i].input_ids) for k, i in self.index]
-
-    def has_image(self) -> list[bool]:
-        return [self.parts[k].items[i].image is not None for k, i in self.index]
+_PIXEL_CACHES: dict[tuple[str, str, float], ImageCache] = {}
 
 
-_PIXEL_CACHES: dict[tuple[str, str], ImageCache] = {}
-
-
-def pixel_cache(image_root: str | os.PathLike, image_processor: Any) -> ImageCache:
-    """One preprocessed-image cache per (folder, preprocessing) for the whole process, so stages
-    that share images (every stage of the tiny recipes) decode each image once."""
-    key = (str(Path(image_root).resolve()), image_processor.to_json_string())
+def pixel_cache(image_root: str | os.PathLike, image_processor: Any, cache_mb: float = 0.0) -> ImageCache:
+    """The image loader of a folder; with `cache_mb` > 0 one bounded LRU per (folder, preprocessing,
+    size) for the whole process, so stages that share images (every stage of the tiny recipes)
+    decode each image once. Without a cache every call gets a fresh loader that keeps nothing."""
+    if cache_mb <= 0:
+        return ImageCache(image_root, image_processor)
+    key = (str(Path(image_root).resolve()), image_processor.to_json_string(), cache_mb)
     if key not in _PIXEL_CACHES:
-        if len(_PIXEL_CACHES) >= 4:
+        if len(_PIXEL_CACHES) >= 2:  # the bound is per cache: keep few of them
             _PIXEL_CACHES.pop(next(iter(_PIXEL_CACHES)))
-        _PIXEL_CACHES[key] = ImageCache(image_root, image_processor)
+        _PIXEL_CACHES[key] = ImageCache(image_root, image_processor, cache_mb)
     return _PIXEL_CACHES[key]
 
 
@@ -177,13 +162,25 @@ def _sample_images(
     for d, items in loaded:
         if d.image_root is None:
             continue
-        root = Path(d.image_root)
-        # A missing image is the stage's to reject (with a reason), not a reason to fail here.
-        found.update(p for i in items if i.image and (p := root / i.image).is_file())
+        # A missing, unsafe or broken image is the stage's to reject (with a reason), not a reason
+        # to fail here: only paths inside the root count, and only images that pass the check.
+        found.update(p for i in items if i.image and (p := _inside(d.image_root, i.image)) and p.is_file())
     paths = sorted(found)
     if len(paths) > n:
         paths = sorted(random.Random(seed).sample(paths, n))
-    return paths
+    return [p for p in paths if check_image(p) is None]
+
+
+def _inside(root: str, rel: str) -> Path | None:
+    """`root / rel` when it stays inside the root, else None. The path is kept as written (not
+    resolved), like the dense stage's, so the seeded sample of images does not change."""
+    from vitune.sources.paths import UnsafePathError, resolve_image
+
+    try:
+        resolve_image(root, rel)
+    except UnsafePathError:
+        return None
+    return Path(root) / rel
 
 
 def stage_train_config(st: StageSpec, processes: int) -> TrainConfig:
@@ -203,6 +200,7 @@ def stage_train_config(st: StageSpec, processes: int) -> TrainConfig:
         save_every=st.save_every,
         mixed_precision=st.mixed_precision,
         tensorboard=st.tensorboard,
+        num_workers=st.loader_workers(),
     )
 
 
@@ -231,16 +229,7 @@ def run_instruct_stage(
     model, counts = set_modules(model, st)
     encoder = LabelEncoder(tok, model.config.image_seq_length, st.template, st.max_length)
     ledger = Ledger()
-    parts, stats = [], []
-    for d in st.data:
-        instances = load_stage_data(d, ledger, st.seed)
-        images = pixel_cache(d.image_root, processor.image_processor) if d.image_root else None
-        ds, rejected, s = build_dataset(instances, encoder, images)
-        for r in rejected:
-            ledger.reject(f"train.{st.name}", d.path, f"id={r.id}", r.reason, **r.detail)
-        parts.append(ds)
-        stats.append({"path": d.path, **s})
-    dataset = StageDataset(parts)
+    dataset, stats = prepared_stage_data(st, encoder, processor.image_processor, stage_dir, acc, ledger)
     if acc.is_main_process:
         stage_dir.mkdir(parents=True, exist_ok=True)
         ledger.write(stage_dir / "rejected.jsonl")
@@ -319,7 +308,51 @@ def modality_alignment(st: StageSpec, processes: int, sharded: bool, has_image: 
     return unit
 
 
-def _plan_and_collate(st: StageSpec, dataset: StageDataset, pad_id: int, align: int = 1):
+def prepared_stage_data(
+    st: StageSpec, encoder: LabelEncoder, image_processor: Any, stage_dir: Path, acc: Any, ledger: Ledger
+) -> tuple[PreparedDataset, list[dict[str, Any]]]:
+    """The stage's data entries, prepared once under `<run>/prepared/` (`train/prepare.py`): the main
+    process reads, encodes and checks what is not prepared yet, the others wait and map the same
+    files. Every rejection goes into `ledger`; returns the dataset and per-entry counts."""
+    from accelerate.utils import broadcast_object_list
+
+    root = stage_dir.parent.parent / "prepared"
+    parts, caches, stats = [], [], []
+    for d in st.data:
+        images = pixel_cache(d.image_root, image_processor, st.pixel_cache_mb) if d.image_root else None
+        folder = [None]
+        if acc.is_main_process:
+            folder = [str(_prepare_entry(d, st.seed, encoder, image_processor, images, root))]
+        if acc.num_processes > 1:
+            broadcast_object_list(folder)  # also the barrier: the others wait for the files
+        part = PreparedPart.open(folder[0])
+        for r in part.rejections():
+            if r["stage"]:  # the reader's, recorded as they were
+                ledger.reject(r["stage"], r["file"], r["locator"], r["reason"], **r["detail"])
+            else:
+                ledger.reject(f"train.{st.name}", d.path, r["locator"], r["reason"], **r["detail"])
+        parts.append(part)
+        caches.append(images)
+        stats.append({"path": d.path, **part.stats})
+    return PreparedDataset(parts, caches, encoder.image_id, encoder.image_seq_length), stats
+
+
+def _prepare_entry(
+    d: DataSpec, seed: int, encoder: LabelEncoder, image_processor: Any, images: Any, root: Path
+) -> Path:
+    from vitune.train.prepare import cache_key, prepare
+
+    folder = root / cache_key(d.model_dump(), seed, encoder, image_processor, images)
+    if (folder / "stats.json").exists():
+        log.info("data %s: prepared in %s", d.path, folder)
+        return folder
+    reader = Ledger()
+    instances = load_stage_data(d, reader, seed)
+    log.info("data %s: preparing %d samples in %s", d.path, len(instances), folder)
+    return prepare(instances, encoder, images, folder, reader_ledger=reader)
+
+
+def _plan_and_collate(st: StageSpec, dataset: PreparedDataset, pad_id: int, align: int = 1):
     """(dataset, plan, collate, samples dropped from epoch 0) for the stage's batching: random
     (LLaVA's default), grouped by modality and length (`group_by_length`), or packed rows of several
     samples (`packing`); with `align` > 1, each variant's modality-aligned form (sampler.py)."""
@@ -368,7 +401,9 @@ def run_dense_stage(
     model, processor = load_pretrained(model_dir)
     ledger = Ledger()
     records = load_world(st.records.world, st.records.split, ledger)
-    pixels = pixel_cache(WorldLayout(st.records.world).image_root, processor.image_processor)
+    pixels = pixel_cache(
+        WorldLayout(st.records.world).image_root, processor.image_processor, st.pixel_cache_mb
+    )
     cfg = DenseConfig(
         lr=st.lr,
         batch_size=st.per_device_batch,
@@ -419,7 +454,9 @@ def run_recipe(
         recipe.stage(only_stage)  # a clear error for an unknown name
     for st in stages:
         stage_dir = out / "stages" / st.name
-        params = {"stage": st.model_dump(), "previous": previous, "version": __version__}
+        # How data is loaded (workers, pixel cache) does not change a stage's result.
+        spec = st.model_dump(exclude={"num_workers", "pixel_cache_mb"})
+        params = {"stage": spec, "previous": previous, "version": __version__}
         if only_stage is not None and st.name != only_stage:
             if not is_done(stage_dir, params) and stages.index(st) < stages.index(recipe.stage(only_stage)):
                 raise RecipeError(f"stage {st.name!r} must finish before {only_stage!r}")

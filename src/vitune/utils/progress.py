@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from rich.console import Console
 from rich.progress import (
@@ -57,11 +58,36 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def _duration(seconds: float) -> str:
+    s = int(max(0.0, seconds))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def log_line(stage: str, m: dict) -> str:
+    """One plain progress line of a training metrics record (step/total, loss, lr, tokens/s, ETA)."""
+    step, total = m.get("step", 0), m.get("total_steps") or 0
+    line = f"train {stage}: step {step}/{total}  loss {m.get('loss', float('nan')):.4f}"
+    if "lr" in m:
+        line += f"  lr {m['lr']:.3g}"
+    if "tokens_per_s" in m:
+        line += f"  {m['tokens_per_s']:,.0f} tok/s"
+    if step and total and "elapsed_s" in m:
+        line += f"  eta {_duration(m['elapsed_s'] / step * (total - step))}"
+    return line
+
+
 def stage_bars(prog: Progress):
-    """A `(stage_name, metrics_record) -> None` callback drawing one bar per training stage."""
+    """A `(stage_name, metrics_record) -> None` callback drawing one bar per training stage.
+
+    When stderr is not a terminal (a log file, a batch job), a bar shows nothing until the end, so
+    each record (every `log_every` steps) is also written to stderr as one plain line.
+    """
     bars: dict[str, object] = {}
+    plain = not console.is_terminal and not prog.disable
 
     def on_step(stage: str, m: dict) -> None:
+        if plain:
+            print(log_line(stage, m), file=sys.stderr, flush=True)
         if stage not in bars:
             bars[stage] = prog.add_task(stage, total=m.get("total_steps"), info="")
         info = f"loss {m.get('loss', float('nan')):.3f}"
