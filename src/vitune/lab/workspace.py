@@ -78,7 +78,8 @@ class LabConfig:
 
 
 def _stage(name: str, data: list[DataSpec], s: Scale, steps: int, **kw: Any) -> StageSpec:
-    kw = {"max_length": 256, "log_every": 1, "seed": 0, **kw}
+    # Tiny images on the CPU: decode on the training thread, every image cached (as the tiny recipes).
+    kw = {"max_length": 256, "log_every": 1, "seed": 0, "num_workers": 0, "pixel_cache_mb": 256, **kw}
     return StageSpec(
         name=name, data=data, max_steps=steps, global_batch=s.batch, per_device_batch=s.batch, **kw
     )
@@ -93,7 +94,8 @@ def own_parts(cfg: LabConfig) -> tuple[Recipe, StageSpec, StageSpec]:
     chat = DataSpec(path=str(w / "synth" / "synth_llava.json"), image_root=images)
     vision = StageSpec(name="vision", kind="dense_vision", records=RecordsSpec(world=str(w / "world")),
                        train={"vision": "full", "projector": "frozen", "llm": "frozen"}, lr=2e-3,
-                       max_steps=s.vision_steps, global_batch=s.batch, per_device_batch=s.batch)  # fmt: skip
+                       max_steps=s.vision_steps, global_batch=s.batch, per_device_batch=s.batch,
+                       num_workers=0, pixel_cache_mb=256)  # fmt: skip
     align = _stage("align", [captions], s, s.align_steps, template="plain", lr=1e-3,
                    train={"vision": "frozen", "projector": "full", "llm": "frozen"})  # fmt: skip
     model = ModelSpec(preset=s.preset, pixel_norm="dataset", vocab_size=400 if s.preset == "micro" else 2000)
