@@ -274,3 +274,27 @@ def test_tensorboard_scalars_equal_the_metrics_lines(tiny_world, tmp_path):
     assert [s for s, _ in loss] == [r["step"] for r in lines] == [1, 2, 3, 4]
     assert [v for _, v in loss] == pytest.approx([r["loss"] for r in lines], rel=1e-6)
     assert {"train/lr", "train/tokens_per_s", "train/pad_frac"} <= set(acc.Tags()["scalars"])
+
+
+def test_a_time_budget_only_warns(tiny_world, tmp_path, caplog):
+    """Steps end a stage: a budget long exceeded changes neither the step count nor the losses."""
+    import json
+    import logging
+
+    world, data = tiny_world
+    plain = run_recipe(parse_recipe(tiny_recipe(world, data, max_steps=4)), tmp_path / "a")
+    with caplog.at_level(logging.WARNING):
+        timed = run_recipe(
+            parse_recipe(tiny_recipe(world, data, max_steps=4, time_budget_s=1e-6)), tmp_path / "b"
+        )
+    assert timed["stages"]["stage1"]["steps"] == plain["stages"]["stage1"]["steps"] == 4
+    summary = json.loads((tmp_path / "b" / "stages" / "stage1" / "summary.json").read_text())
+    assert summary["over_time_budget"] is True and "past its time budget" in caplog.text
+
+    def losses(run):
+        return [
+            r["loss"]
+            for r in map(json.loads, (run / "stages" / "stage1" / "metrics.jsonl").read_text().splitlines())
+        ]
+
+    assert losses(tmp_path / "a") == losses(tmp_path / "b")

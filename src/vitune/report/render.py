@@ -46,8 +46,8 @@ def stage_rows(run: TrainRun) -> list[tuple[str, ...]]:
         s, m = st.summary, st.metrics
         pads = [x["pad_frac"] for x in m if "pad_frac" in x]
         status = "done" if st.finished else ("running / killed" if (s or m) else "not started")
-        if s.get("stopped_by_time_budget"):
-            status += " (time budget)"
+        if s.get("over_time_budget"):
+            status += " (past its time budget)"
         rows.append(
             (
                 st.name,

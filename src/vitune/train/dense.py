@@ -25,6 +25,7 @@ import torch
 from pydantic import BaseModel, Field
 
 from vitune.data.records import ImageRecord
+from vitune.train.loop import lr_factor, warn_time_budget
 
 ProgressFn = Callable[[dict[str, Any]], None]
 
@@ -108,13 +109,6 @@ def patch_features(model: Any, pixel_values: torch.Tensor) -> torch.Tensor:
     return hidden[:, 1:] if model.config.vision_feature_select_strategy == "default" else hidden
 
 
-def _lr_factor(frac: float, warmup: float, floor: float) -> float:
-    if warmup > 0 and frac < warmup:
-        return max(frac / warmup, 1e-3)
-    rest = (frac - warmup) / max(1e-9, 1 - warmup)
-    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, rest)))
-
-
 def pretrain_vision(
     model: Any,
     records: Sequence[ImageRecord],
@@ -146,15 +140,11 @@ def pretrain_vision(
     total = cfg.max_steps or max(1, math.ceil(per_epoch * cfg.epochs))
     tower.train()
     t0 = time.perf_counter()
-    step, first, last, stopped_by_time = 0, None, None, False
+    step, first, last, over_budget = 0, None, None, False
     order: list[int] = []
     while step < total:
         frac = step / total
-        if cfg.time_budget_s:
-            frac = max(frac, (time.perf_counter() - t0) / cfg.time_budget_s)
-        if frac >= 1.0:
-            stopped_by_time = True
-            break
+        over_budget = warn_time_budget(t0, cfg.time_budget_s, step, over_budget)
         if len(order) < bs:
             order = torch.randperm(len(usable), generator=gen).tolist()
         idx, order = order[:bs], order[bs:]
@@ -167,7 +157,7 @@ def pretrain_vision(
             bce = torch.nn.functional.binary_cross_entropy_with_logits(heads.attr(feats), attrs)
             loss = loss + cfg.attribute_weight * bce
         for g in opt.param_groups:
-            g["lr"] = cfg.lr * _lr_factor(frac, cfg.warmup_ratio, cfg.min_lr_ratio)
+            g["lr"] = cfg.lr * lr_factor(frac, cfg.warmup_ratio, cfg.min_lr_ratio)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -186,7 +176,7 @@ def pretrain_vision(
         acc = _accuracy(model, heads, usable[: min(256, len(usable))], targets, pixels)
     return {
         "steps": step,
-        "stopped_by_time_budget": stopped_by_time,
+        "over_time_budget": over_budget,
         "first_loss": first,
         "last_loss": last,
         "train_seconds": time.perf_counter() - t0,
