@@ -19,16 +19,8 @@ from pathlib import Path
 
 from PIL import Image
 
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from vitune.report.browser import CHROMIUM_ARGS, chromium_path
+
 TASKS = [
     "object_color",
     "vqa_short_answer",
@@ -142,7 +134,7 @@ def shoot(pages: list[tuple[Path, str | None, Path]]) -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        browser = p.chromium.launch(executable_path=chromium_path(), args=list(CHROMIUM_ARGS))
         page = browser.new_page(viewport={"width": 1200, "height": 820})
         for html, anchor, png in pages:
             page.goto(html.resolve().as_uri(), wait_until="load")

@@ -4,22 +4,10 @@ that did not load, and the text of elements picked by CSS selector."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-CHROMIUM = os.environ.get("VITUNE_CHROMIUM", "/usr/bin/chromium")
-# Offline and quiet: no first-run, sync, component or network background work.
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from vitune.report.browser import CHROMIUM_ARGS, chromium_path
 
 
 @dataclass
@@ -38,7 +26,7 @@ def view_page(path: Path, attributes: tuple[str, ...] = ()) -> PageView:
 
     out = PageView()
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = p.chromium.launch(executable_path=chromium_path(), args=list(CHROMIUM_ARGS))
         try:
             page = browser.new_page()
             page.on("console", lambda m: out.errors.append(m.text) if m.type == "error" else None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,19 @@ class GenItem:
 
 # Anything that answers GenItems in input order: a backend's generator, or a stub in tests.
 AnswerFn = Callable[[Sequence[Any]], list[str]]
+
+
+def modality_batches(order: Sequence[int], has_image: Sequence[bool], batch_size: int) -> Iterator[list[int]]:
+    """Consecutive runs of `order`, at most `batch_size` each, never mixing image and text-only items
+    (a batch's processor call has images for every row or for none)."""
+    batch: list[int] = []
+    for i in order:
+        if batch and (len(batch) == batch_size or has_image[batch[0]] != has_image[i]):
+            yield batch
+            batch = []
+        batch.append(i)
+    if batch:
+        yield batch
 
 
 def model_fingerprint(model_dir: str | os.PathLike) -> str:

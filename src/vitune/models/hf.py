@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from vitune.data.images import load_rgb
-from vitune.models.base import GenItem
+from vitune.models.base import GenItem, modality_batches
 from vitune.models.families import Family
 
 
@@ -74,14 +74,8 @@ class HFGenerator:
 
     def _batches(self, prompts: Sequence[str], has_image: Sequence[bool]) -> Iterator[list[int]]:
         lengths = [len(ids) for ids in self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
-        batch: list[int] = []
-        for i in sorted(range(len(prompts)), key=lambda i: (has_image[i], lengths[i], i)):
-            if batch and (len(batch) == self.batch_size or has_image[batch[0]] != has_image[i]):
-                yield batch
-                batch = []
-            batch.append(i)
-        if batch:
-            yield batch
+        order = sorted(range(len(prompts)), key=lambda i: (has_image[i], lengths[i], i))
+        return modality_batches(order, has_image, self.batch_size)
 
     def _inputs(self, prompts: list[str], images: list[Image.Image] | None) -> Any:
         if images is not None and self.family.nested_images:

@@ -39,7 +39,7 @@ from transformers.generation.stopping_criteria import StoppingCriteria, Stopping
 from transformers.generation.streamers import BaseStreamer
 
 from vitune.data.images import expand2square, load_rgb, pad_color
-from vitune.models.base import GenItem
+from vitune.models.base import GenItem, modality_batches
 from vitune.train.templates import chat_template_name, generation_prompt
 
 
@@ -174,14 +174,7 @@ class Generator:
         return sorted(range(len(prompts)), key=lambda i: (has_image[i], lengths[i], i))
 
     def _batches(self, order: list[int], has_image: Sequence[bool]) -> Iterator[list[int]]:
-        batch: list[int] = []
-        for i in order:
-            if batch and (len(batch) == self.batch_size or has_image[batch[0]] != has_image[i]):
-                yield batch
-                batch = []
-            batch.append(i)
-        if batch:
-            yield batch
+        return modality_batches(order, has_image, self.batch_size)
 
     def _inputs(self, prompts: list[str], images: list[Image.Image] | None) -> Any:
         # padding_side as an argument, not by setting the tokenizer's: a training collator that
