@@ -53,6 +53,21 @@ def modality_batches(order: Sequence[int], has_image: Sequence[bool], batch_size
         yield batch
 
 
+def processor_inputs(processor: Any, lock: Any, model: Any, prompts: list[str], images: Any) -> Any:
+    """A left-padded batch from a model's processor, on the model's device, pixels in its dtype.
+
+    padding_side is an argument, not a setting of the shared tokenizer: a training collator that
+    shares it relies on right padding, and this runs on a prefetch thread (hence `lock`)."""
+    with lock:
+        inputs = processor(
+            images=images, text=prompts, return_tensors="pt", padding=True, padding_side="left"
+        )
+    inputs = inputs.to(model.device)
+    if "pixel_values" in inputs:
+        inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
+    return inputs
+
+
 def model_fingerprint(model_dir: str | os.PathLike) -> str:
     """Names, sizes and mtimes of the files that change a checkpoint's answers (see `MODEL_FILES`)."""
     path = Path(model_dir)

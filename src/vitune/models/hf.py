@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from vitune.data.images import load_rgb
-from vitune.models.base import GenItem, modality_batches
+from vitune.models.base import GenItem, modality_batches, processor_inputs
 from vitune.models.families import Family
 
 
@@ -80,14 +80,7 @@ class HFGenerator:
     def _inputs(self, prompts: list[str], images: list[Image.Image] | None) -> Any:
         if images is not None and self.family.nested_images:
             images = [[im] for im in images]  # type: ignore[misc]
-        with self._lock:
-            inputs = self.processor(
-                images=images, text=prompts, return_tensors="pt", padding=True, padding_side="left"
-            )
-        inputs = inputs.to(self.model.device)
-        if "pixel_values" in inputs:
-            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
-        return inputs
+        return processor_inputs(self.processor, self._lock, self.model, prompts, images)
 
     @torch.inference_mode()
     def _run(self, inputs: Any) -> list[str]:

@@ -39,7 +39,7 @@ from transformers.generation.stopping_criteria import StoppingCriteria, Stopping
 from transformers.generation.streamers import BaseStreamer
 
 from vitune.data.images import expand2square, load_rgb, pad_color
-from vitune.models.base import GenItem, modality_batches
+from vitune.models.base import GenItem, modality_batches, processor_inputs
 from vitune.train.templates import chat_template_name, generation_prompt
 
 
@@ -177,16 +177,7 @@ class Generator:
         return modality_batches(order, has_image, self.batch_size)
 
     def _inputs(self, prompts: list[str], images: list[Image.Image] | None) -> Any:
-        # padding_side as an argument, not by setting the tokenizer's: a training collator that
-        # shares the tokenizer relies on right padding, and this runs on a prefetch thread.
-        with self._tokenizer_lock:
-            inputs = self.processor(
-                images=images, text=prompts, return_tensors="pt", padding=True, padding_side="left"
-            )
-        inputs = inputs.to(self.model.device)
-        if "pixel_values" in inputs:
-            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
-        return inputs
+        return processor_inputs(self.processor, self._tokenizer_lock, self.model, prompts, images)
 
     def _stop(self, row: torch.Tensor) -> tuple[int, bool]:
         """(tokens generated, ended on eos) of one row of new tokens; finished rows are padded after eos."""
