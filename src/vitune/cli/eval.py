@@ -364,11 +364,12 @@ def compare(
         write_text(markdown, markdown_table(COMPARE_COLUMNS, rows))
 
 
-def _check_inputs(model: Path, specs: list) -> None:
-    """Every named file and folder exists, before the model is loaded or any benchmark runs."""
+def _check_inputs(model: Path | None, specs: list) -> None:
+    """Every named file and folder exists, before the model is loaded or any benchmark runs
+    (`model` is None for a served model, `--api-url`)."""
     from vitune.errors import InputError
 
-    if not (model / "config.json").is_file():
+    if model is not None and not (model / "config.json").is_file():
         raise InputError(model, "not a saved model folder (no config.json)")
     for s in specs:
         if not s.path.exists():
