@@ -7,8 +7,8 @@ import torch
 from PIL import Image
 
 from model_helpers import save_random_llava
+from vitune.data.templates import VICUNA_V1_CHAT_TEMPLATE, generation_prompt
 from vitune.eval.generate import Generator, GenItem
-from vitune.train.templates import VICUNA_V1_CHAT_TEMPLATE, generation_prompt
 
 SENTENCES = [
     "What color is the cube? red",

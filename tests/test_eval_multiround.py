@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from model_helpers import save_random_llava
+from vitune.data.templates import VICUNA_V1_CHAT_TEMPLATE, generation_prompt, render_segments
 from vitune.eval.benchmarks import BenchItem, get_benchmark, to_gen_item
 from vitune.eval.generate import Generator
 from vitune.eval.judge import make_judge
@@ -21,7 +22,6 @@ from vitune.eval.multiround import (
     summarize,
 )
 from vitune.synth.fakeserver import FakeChatServer
-from vitune.train.templates import VICUNA_V1_CHAT_TEMPLATE, generation_prompt, render_segments
 
 SHORT = "\nAnswer the question using a single word or phrase."
 

@@ -11,8 +11,8 @@ from PIL import Image
 from transformers import AutoProcessor, LlavaForConditionalGeneration
 
 from vitune.data.images import CLIP_MEAN
+from vitune.data.templates import generation_prompt
 from vitune.pipeline.quickstart import QuickstartConfig, run_quickstart
-from vitune.train.templates import generation_prompt
 
 
 @pytest.fixture(scope="module")

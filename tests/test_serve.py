@@ -20,11 +20,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from model_helpers import save_random_llava
+from vitune.data.templates import VICUNA_SYSTEM, generation_prompt
 from vitune.eval.generate import Generator, GenItem, Sampling
 from vitune.serve import BackgroundServer, load_app
 from vitune.serve.protocol import parse_chat
 from vitune.synth.backends import BackendError, OpenAIBackend, SynthRequest
-from vitune.train.templates import VICUNA_SYSTEM, generation_prompt
 
 SENTENCES = [
     "What color is the cube? red",

@@ -31,6 +31,7 @@ from transformers import (
 
 from model_helpers import train_steps
 from vitune.data.instance import Instance, Turn
+from vitune.data.templates import VICUNA_V1_CHAT_TEMPLATE, generation_prompt
 from vitune.train.compose import (
     check_image_tokens,
     compose_llava,
@@ -41,7 +42,6 @@ from vitune.train.compose import (
 from vitune.train.export import load_pretrained, save_pretrained
 from vitune.train.labels import ImageCache, LabelEncoder, build_dataset, collate
 from vitune.train.lora import LoraSettings, merge_lora
-from vitune.train.templates import VICUNA_V1_CHAT_TEMPLATE, generation_prompt
 from vitune.train.trainable import set_trainable_parts
 
 CORPUS = [

@@ -22,10 +22,10 @@ from transformers import (
 from model_helpers import train_steps
 from tokenizer_helpers import qwen2_tokenizer, rendered
 from vitune.data.instance import Instance, Turn
+from vitune.data.templates import CHATML_CHAT_TEMPLATE, generation_prompt
 from vitune.train.compose import compose_llava
 from vitune.train.export import save_pretrained
 from vitune.train.labels import IGNORE_INDEX, ImageCache, LabelEncoder, build_dataset, collate
-from vitune.train.templates import CHATML_CHAT_TEMPLATE, generation_prompt
 from vitune.train.trainable import set_trainable_parts
 
 QUESTION = "What color is it?"
@@ -123,8 +123,8 @@ def test_qwen2_compose_train_export_reload_generate(tmp_path):
 
     # vitune's own evaluation recognizes the checkpoint's template (no --template to get wrong):
     # the runner and the Generator prompt in chatml and answer what plain transformers answers.
+    from vitune.data.templates import saved_template
     from vitune.eval.generate import Generator
-    from vitune.train.templates import saved_template
 
     assert saved_template(out) == "chatml" and saved_template(tmp_path / "qwen2") == "vicuna_v1"
     g = Generator.from_dir(out, max_new_tokens=8)
@@ -136,9 +136,9 @@ def test_recipe_stage_exports_the_chat_template_it_trained_with(tmp_path):
     """A recipe from Qwen2 parts: `plain` alignment keeps the base's template, a `chatml` stage
     exports chatml (and stops generation at <|im_end|>), so evaluation prompts as training did."""
     from vitune.data.llava import write_llava_json
+    from vitune.data.templates import VICUNA_V1_CHAT_TEMPLATE, saved_template
     from vitune.train.recipe import parse_recipe
     from vitune.train.stages import run_recipe
-    from vitune.train.templates import VICUNA_V1_CHAT_TEMPLATE, saved_template
 
     _save_parts(tmp_path)
     insts = [

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from vitune.data.instance import Instance, Turn
+from vitune.data.templates import VICUNA_SYSTEM
 from vitune.train.labels import IGNORE_INDEX, Encoded, LabelEncoder, Rejected, collate, prompt_is_consistent
-from vitune.train.templates import VICUNA_SYSTEM
 from vitune.train.tokenizer import corpus_texts, image_token_id, train_tokenizer
 
 N_IMG = 16  # image_seq_length used in these tests

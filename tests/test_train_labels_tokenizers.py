@@ -12,9 +12,9 @@ from tokenizers import processors as tk_processors
 
 from tokenizer_helpers import llama_tokenizer, qwen2_tokenizer, rendered
 from vitune.data.instance import Instance, Turn
+from vitune.data.templates import VICUNA_SYSTEM, generation_prompt, render_segments
 from vitune.train.compose import prepare_tokenizer
 from vitune.train.labels import IGNORE_INDEX, Encoded, LabelEncoder, Rejected, prompt_is_consistent
-from vitune.train.templates import VICUNA_SYSTEM, generation_prompt, render_segments
 from vitune.train.tokenizer import image_token_id
 
 N_IMG = 5

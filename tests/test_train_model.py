@@ -10,12 +10,12 @@ from PIL import Image
 from transformers import AutoProcessor, LlavaForConditionalGeneration
 
 from vitune.data.instance import Instance, Turn
+from vitune.data.templates import generation_prompt
 from vitune.eval.generate import Generator, GenItem
 from vitune.train.export import load_pretrained, save_pretrained
 from vitune.train.labels import ImageCache, LabelEncoder, build_dataset, collate
 from vitune.train.loop import TrainConfig, train
 from vitune.train.model import PRESETS, build_model, processor_for, set_trainable
-from vitune.train.templates import generation_prompt
 from vitune.train.tokenizer import corpus_texts, image_token_id, train_tokenizer
 
 PRESET = "micro"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from vitune.data.instance import Instance, Turn
-from vitune.train.templates import generation_prompt
+from vitune.data.templates import generation_prompt
 from vitune.train.tokenizer import SPECIAL_TOKENS, corpus_texts, image_token_id, train_tokenizer
 
 INSTANCES = [

@@ -20,7 +20,7 @@ from transformers import PreTrainedTokenizerFast, Qwen2Tokenizer
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
 from vitune.data.instance import IMAGE_TOKEN
-from vitune.train.templates import render_segments
+from vitune.data.templates import render_segments
 
 QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 

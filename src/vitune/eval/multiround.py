@@ -9,7 +9,7 @@ short-answer turns (`chain_by_image`), and each question is answered twice:
   the same prompt, so the same greedy answer);
 - multi-round: as turn k of the dialog, the prompt holding every earlier question with the model's
   OWN earlier answers, rendered in the model's conversation template (`vicuna_v1`:
-  ``SYSTEM USER: <image>\\nQ1 ASSISTANT: A1</s>USER: Q2 ASSISTANT:``, the `train/templates.py`
+  ``SYSTEM USER: <image>\\nQ1 ASSISTANT: A1</s>USER: Q2 ASSISTANT:``, the `data/templates.py`
   rendering that is also the exported chat template), the image attached to the first turn only.
 
 Each benchmark then scores both prediction sets with its own official scorer (judged benchmarks
@@ -31,10 +31,10 @@ from typing import Any
 
 from PIL import Image
 
+from vitune.data.templates import generation_prompt
 from vitune.eval.benchmarks.base import BenchItem, Benchmark, get_benchmark, to_gen_item
 from vitune.eval.generate import Generator
 from vitune.eval.judge import Judge
-from vitune.train.templates import generation_prompt
 from vitune.utils.atomic import write_json
 
 Turn = tuple[str, BenchItem]  # (benchmark name, item)

@@ -51,6 +51,7 @@ from typing import Any
 from vitune import __version__
 from vitune.data.ledger import Ledger
 from vitune.data.paths import UnsafePathError, resolve_image
+from vitune.data.templates import saved_template
 from vitune.eval.benchmarks import BenchItem, Benchmark, get_benchmark, to_gen_item
 from vitune.eval.benchmarks.base import BenchmarkDataError, image_problems
 from vitune.eval.health import (  # noqa: F401 - re-exported: the runner's public helpers
@@ -65,7 +66,6 @@ from vitune.eval.health import (  # noqa: F401 - re-exported: the runner's publi
 from vitune.eval.parallel import Ranks, current_ranks, leftover_rank_files, merge_rank_files, rank_file
 from vitune.models.base import AnswerFn, ModelSource, model_fingerprint  # noqa: F401  (re-exported)
 from vitune.models.sources import generation_params, local_source
-from vitune.train.templates import saved_template
 from vitune.utils.atomic import write_json, write_text
 from vitune.utils.hashing import derive_seed
 

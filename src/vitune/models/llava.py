@@ -39,8 +39,8 @@ from transformers.generation.stopping_criteria import StoppingCriteria, Stopping
 from transformers.generation.streamers import BaseStreamer
 
 from vitune.data.images import expand2square, load_rgb, pad_color
+from vitune.data.templates import chat_template_name, generation_prompt
 from vitune.models.base import GenItem, modality_batches, processor_inputs
-from vitune.train.templates import chat_template_name, generation_prompt
 
 
 @dataclass(frozen=True, slots=True)

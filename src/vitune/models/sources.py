@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vitune.data.templates import generation_prompt, saved_template
 from vitune.models.base import AnswerFn, ModelSource, model_fingerprint
 from vitune.models.families import Family, detect_family
-from vitune.train.templates import generation_prompt, saved_template
 
 DTYPES = ("float32", "bfloat16", "float16")
 

@@ -33,11 +33,11 @@ from typing import Any
 
 from PIL import Image
 
+from vitune.data.templates import generation_prompt
 from vitune.models.llava import Completion, Generator, Sampling
 from vitune.serve.batcher import MicroBatcher
 from vitune.serve.protocol import RequestError
 from vitune.serve.streaming import TokenSink
-from vitune.train.templates import generation_prompt
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ What is accepted (and why):
   `{"type": "text", "text": ...}` and `{"type": "image_url", "image_url": {"url": ...}}`. Text parts
   of one message are joined without a separator, as the checkpoint's saved Jinja chat template does.
 - After any system messages, user and assistant alternate, starting and ending with user: the
-  template renders exactly that shape (`train/templates.generation_prompt`).
+  template renders exactly that shape (`data/templates.generation_prompt`).
 - System messages: LLaVA's templates have a fixed system prompt, and training never saw another,
   so it stays; the text of leading system messages is put before the first user message (joined
   by a blank line), so what the client asked for still reaches the model. A system message after

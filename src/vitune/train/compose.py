@@ -49,7 +49,7 @@ from transformers.utils import logging as hf_logging
 from vitune.data.images import CLIP_MEAN, CLIP_STD
 from vitune.data.instance import IMAGE_TOKEN
 from vitune.data.paths import check_model_source
-from vitune.train.templates import CHAT_TEMPLATES, chat_template_name, turn_terminator
+from vitune.data.templates import CHAT_TEMPLATES, chat_template_name, turn_terminator
 
 log = logging.getLogger(__name__)
 

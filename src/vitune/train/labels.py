@@ -47,8 +47,8 @@ from transformers import PreTrainedTokenizerFast
 
 from vitune.data.images import ImageLimits, check_image, expand2square, open_image, pad_color
 from vitune.data.instance import IMAGE_TOKEN, Instance
+from vitune.data.templates import Segment, generation_prompt, render_segments, turn_terminator
 from vitune.sources.paths import UnsafePathError, resolve_image
-from vitune.train.templates import Segment, generation_prompt, render_segments, turn_terminator
 from vitune.train.tokenizer import image_token_id
 
 log = logging.getLogger(__name__)

@@ -158,7 +158,7 @@ class DataEstimate:
 
 
 def _char_tokens(inst: Instance, template: str, image_tokens: int, max_length: int) -> int:
-    from vitune.train.templates import render_segments
+    from vitune.data.templates import render_segments
 
     turns = [(r, t) for u, a in inst.pairs() for r, t in (("user", u), ("assistant", a))]
     text = "".join(s.text for s in render_segments(template, turns, inst.image is not None, "</s>"))

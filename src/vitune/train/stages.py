@@ -268,8 +268,8 @@ def match_chat_template(model: Any, processor: Any, template: str) -> None:
     """Export with the chat template the stage trained on, so inference prompts as training did
     (`plain`, the alignment format, has none: the previous template stays), and make generation
     stop at that template's turn terminator."""
+    from vitune.data.templates import CHAT_TEMPLATES
     from vitune.train.compose import add_stop_token
-    from vitune.train.templates import CHAT_TEMPLATES
 
     if template in CHAT_TEMPLATES:
         processor.chat_template = processor.tokenizer.chat_template = CHAT_TEMPLATES[template]

@@ -17,7 +17,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 from transformers import PreTrainedTokenizerFast
 
 from vitune.data.instance import IMAGE_TOKEN, Instance
-from vitune.train.templates import VICUNA_V1_CHAT_TEMPLATE, render_segments
+from vitune.data.templates import VICUNA_V1_CHAT_TEMPLATE, render_segments
 
 UNK, BOS, EOS, PAD = "<unk>", "<s>", "</s>", "<pad>"
 SPECIAL_TOKENS = [UNK, BOS, EOS, PAD, IMAGE_TOKEN]
