@@ -213,3 +213,12 @@ def test_ai2d_parquet_layout(tmp_path):
     assert [it.answers[0] for it in items] == ["B", "C"] and isinstance(items[0].image, bytes)
     res = get_benchmark("ai2d").score({items[0].item_id: "B", items[1].item_id: "A"}, items)
     assert res["overall"] == 50.0 and res["per_category"] == {"2 options": 100.0, "3 options": 0.0}
+
+
+def test_mathvista_refuses_a_choice_problem_without_choices(tmp_path):
+    d = _mathvista(tmp_path)
+    rows = json.loads((d / "testmini.json").read_text(encoding="utf-8"))
+    rows["1"]["choices"] = None
+    (d / "testmini.json").write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(ValueError, match="problem 1: a multi_choice problem without choices"):
+        get_benchmark("mathvista").load(d)

@@ -107,3 +107,15 @@ def test_nearest_hashes_banding_matches_brute_force():
     assert best.tolist() == [5, 9, -1, 1] and dist.tolist()[:2] == [2, 3] and dist[3] == 0
     assert ngrams("Is there a Red circle?", 3) == {("is", "there", "a"), ("there", "a", "red"),
                                                    ("a", "red", "circle")}  # fmt: skip
+
+
+def test_an_undecodable_training_image_is_no_match_and_no_crash(setup, tmp_path):
+    from vitune.curate.decontam import DecontamConfig, decontaminate
+    from vitune.curate.images import ImageHashes
+
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg at all")
+    good = setup["images"] / "exact.jpg"
+    cfg = DecontamConfig((f"vqav2={setup['bench']['vqav2']}",))
+    kept, removed = decontaminate([str(broken), str(good)], lambda pos: [""] * len(pos), cfg, ImageHashes())
+    assert kept == [0] and [r[0] for r in removed] == [1]

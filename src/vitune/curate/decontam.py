@@ -59,6 +59,13 @@ def _phash_bytes(data: bytes) -> int:
         return int(str(imagehash.phash(im)), 16)
 
 
+def _phash_or_none(hashes: ImageHashes, path: str) -> int | None:
+    try:
+        return hashes.phash(path)
+    except (OSError, ValueError, SyntaxError):
+        return None
+
+
 def benchmark_images(entries: Sequence[str], hashes: ImageHashes) -> list[BenchImage]:
     """Every distinct image of the benchmarks `NAME=PATH` (read by the eval registry's loaders)."""
     from vitune.data.paths import resolve_image
@@ -80,7 +87,12 @@ def benchmark_images(entries: Sequence[str], hashes: ImageHashes) -> list[BenchI
                 sha, ph = hashes.sha256(path), path
             img = by_sha.get(sha)
             if img is None:
-                phash = _phash_bytes(it.image) if ph is None else hashes.phash(ph)  # type: ignore[arg-type]
+                try:
+                    phash = _phash_bytes(it.image) if ph is None else hashes.phash(ph)  # type: ignore[arg-type]
+                except (OSError, ValueError, SyntaxError) as e:  # Pillow's decode errors
+                    raise ValueError(
+                        f"decontaminate: benchmark {spec.name} item {it.item_id}: unreadable image ({e})"
+                    ) from e
                 img = by_sha[sha] = BenchImage(sha, phash)
             img.items.append((spec.name, it.item_id, str(it.meta.get("raw_question", it.question))))
     return list(by_sha.values())
@@ -147,7 +159,9 @@ def decontaminate(
             progress(n, len(distinct))
     if pending:
         refs = np.array([b.phash for b in bench], np.uint64)
-        queries = np.array([hashes.phash(p) for p in pending], np.uint64)
+        hashed = [(p, h) for p in pending if (h := _phash_or_none(hashes, p)) is not None]
+        pending = [p for p, _ in hashed]  # an undecodable training image has no near copy to find
+        queries = np.array([h for _, h in hashed], np.uint64)
         near, dist = nearest_hashes(queries, refs, cfg.phash_distance or 0)
         for p, k, d in zip(pending, near.tolist(), dist.tolist(), strict=True):
             if k >= 0:

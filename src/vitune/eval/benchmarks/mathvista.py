@@ -247,6 +247,8 @@ class MathVista(Benchmark):
             for key in ("question", "answer", "question_type", "answer_type"):
                 if p.get(key) is None:
                     raise ValueError(f"{path}: MathVista problem {pid}: no {key!r}")
+            if p["question_type"] == "multi_choice" and not p.get("choices"):
+                raise ValueError(f"{path}: MathVista problem {pid}: a multi_choice problem without choices")
             query = p.get("query") if self.prompt_style == "query" else None
             meta = dict(p.get("metadata") or {})
             problem = {
