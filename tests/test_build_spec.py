@@ -74,7 +74,7 @@ def test_source_pairs_map_kinds_to_spec_fields() -> None:
         ("coco", "expected KIND=PATH"),
         ("cocoa=x", "unknown kind 'cocoa'; known: check_images, coco,"),
         ("refcoco=r.json", "RefCOCO needs coco_instances"),
-        ("vg_image_subdir.x=1", "only gqa., textvqa. and scienceqa. take dotted options"),
+        ("vg_image_subdir.x=1", "only gqa., textvqa., scienceqa."),
         ("check_images=maybe", "check_images: Input should be a valid boolean"),
     ]:
         with pytest.raises(SpecError, match=None) as e:

@@ -252,7 +252,7 @@ def load_world(
             )
         )
     if extras:
-        parts += _world_extras(layout, split, ledger, vg, has_images=bool(ids))
+        parts += _world_extras(layout, split, ledger, vg, ids)
     if stats is not None:
         for p in parts:
             stats.extend(p.stats)
@@ -260,7 +260,7 @@ def load_world(
 
 
 def _world_extras(
-    layout: WorldLayout, split: str, ledger: Ledger, vg: SourceResult | None, *, has_images: bool
+    layout: WorldLayout, split: str, ledger: Ledger, vg: SourceResult | None, known_images: set[str]
 ) -> list[SourceResult]:
     """GQA, RefCOCO, TextVQA (+ OCR), ScienceQA and the class folders of one split of the world.
 
@@ -283,7 +283,7 @@ def _world_extras(
         layout.scienceqa_pid_splits,
     ]
     classify = layout.classify_dir(split)
-    wanted = [*files, classify] if has_images else files
+    wanted = [*files, classify] if known_images else files
     missing = [str(p) for p in wanted if not p.exists()]
     if len(missing) == len(wanted):
         # A world generated before these formats existed: it has none of them, which is not an error
@@ -330,7 +330,30 @@ def _world_extras(
     ]
     if classify.is_dir():
         parts.append(read_imagefolder(classify, image_root=layout.image_root, split=split, ledger=ledger))
-    return parts
+    return parts + _world_vf(layout, split, ledger, known_images)
+
+
+def _world_vf(layout: WorldLayout, split: str, ledger: Ledger, known: set[str]) -> list[SourceResult]:
+    """The later Vision-Flan formats (`world/vf/`), read through the same `SourceBlock`s as real data.
+
+    A world generated before them has none of their files: read without them, with a warning.
+    """
+    from vitune.world.vf import FORMATS
+
+    wanted = layout.vf_files(split)
+    missing = [str(p) for p in wanted if not p.exists()]
+    if wanted and len(missing) == len(wanted):
+        log.warning("world %s has no %s files (generated before them)", layout.root, ", ".join(FORMATS))
+        return []
+    if missing:
+        raise FileNotFoundError(
+            f"world {layout.root}: formats incomplete, missing {', '.join(missing)}; generate the world again"
+        )
+    return [
+        b.read(split=split, ledger=ledger, known_images=known)
+        for f in FORMATS.values()
+        for b in f.blocks(layout, split)
+    ]
 
 
 def _opt(path: Path) -> Path | None:

@@ -35,6 +35,7 @@ from vitune.data.images import check_image
 from vitune.data.ledger import Ledger
 from vitune.data.paths import UnsafePathError, resolve_image
 from vitune.data.records import ImageRecord
+from vitune.sources.block import SourceBlock
 from vitune.sources.coco import read_coco
 from vitune.sources.merge import merge_records
 from vitune.sources.stats import ReadStats, SourceResult
@@ -108,10 +109,15 @@ class SourceSpec(_Model):
     scienceqa: ScienceQASource | None = None
     refcoco: list[RefCOCOSource] = []
     imagefolders: list[ImageFolderSource] = []
+    # Later Vision-Flan sources: one `SourceBlock` each (sources/block.py), listed in BLOCKS below.
     restrict_to_coco: bool = False  # keep VG/VQAv2 only for images the COCO files list
     # Also reject records whose image fails the one image check (`data.images.check_image`) while
     # loading; `vitune build` runs the same check on its process pool by default instead.
     check_images: bool = False
+
+    def blocks(self) -> list[SourceBlock]:
+        """The registered source blocks this spec names, in `BLOCKS` order."""
+        return [b for name in BLOCKS if (b := getattr(self, name)) is not None]
 
     def input_files(self) -> list[Path]:
         """Every annotation file this spec reads (for manifests and checksums), in read order."""
@@ -127,6 +133,7 @@ class SourceSpec(_Model):
             out += [self.scienceqa.problems, self.scienceqa.pid_splits]
         for r in self.refcoco:
             out += [r.refs, r.instances]
+        out += [p for b in self.blocks() for p in b.files()]
         seen: set[Path] = set()
         return [p for p in out if p is not None and not (p in seen or seen.add(p))]
 
@@ -290,6 +297,8 @@ def _read_parts(spec: SourceSpec, ledger: Ledger) -> list[SourceResult]:
                 image_subdir=r.image_subdir,
             )
         )
+    for b in spec.blocks():
+        parts.append(b.read(split=spec.split, ledger=ledger, known_images=ids))
     for f in spec.imagefolders:
         parts.append(
             read_imagefolder(
@@ -303,6 +312,10 @@ def _read_parts(spec: SourceSpec, ledger: Ledger) -> list[SourceResult]:
             )
         )
     return parts
+
+
+# The `SourceSpec` fields that are `SourceBlock`s, in read order (after RefCOCO, before class folders).
+BLOCKS: tuple[str, ...] = ()
 
 
 # ---- building specs -------------------------------------------------------------------------------
@@ -372,9 +385,23 @@ _KINDS: dict[str, tuple[str | None, str, bool]] = {
 _REFCOCO = {"refcoco": "refcoco", "refcoco+": "refcoco+", "refcocog": "refcocog"}
 
 
+def _block_class(name: str) -> type[SourceBlock]:
+    ann = SourceSpec.model_fields[name].annotation
+    return next(
+        a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, SourceBlock)
+    )
+
+
+def _block_kinds() -> dict[str, str]:
+    """`--source` short kind -> block field (e.g. `aokvqa` -> `aokvqa`)."""
+    return {_block_class(n).KIND: n for n in BLOCKS}
+
+
 def known_kinds() -> list[str]:
-    fields = [k for k in SourceSpec.model_fields if k not in ("image_root", "refcoco", "imagefolders")]
-    return sorted({*fields, *_KINDS, *_REFCOCO, "imagefolder"})
+    fields = [
+        k for k in SourceSpec.model_fields if k not in ("image_root", "refcoco", "imagefolders", *BLOCKS)
+    ]
+    return sorted({*fields, *_KINDS, *_REFCOCO, *_block_kinds(), "imagefolder"})
 
 
 def spec_from_pairs(
@@ -407,12 +434,21 @@ def spec_from_pairs(
                 target.setdefault(name, []).append(value)
             else:
                 target[name] = value
+        elif kind in _block_kinds():
+            name = _block_kinds()[kind]
+            data.setdefault(name, {})[_block_class(name).MAIN] = value
         elif "." in kind:
             block, _, name = kind.partition(".")
-            if block not in ("gqa", "textvqa", "scienceqa"):
-                raise SpecError(f"--source {pair!r}: only gqa., textvqa. and scienceqa. take dotted options")
+            if block not in ("gqa", "textvqa", "scienceqa", *BLOCKS):
+                dotted = ", ".join(f"{b}." for b in ("gqa", "textvqa", "scienceqa", *BLOCKS))
+                raise SpecError(f"--source {pair!r}: only {dotted} take dotted options")
             data.setdefault(block, {})[name] = value
-        elif kind in SourceSpec.model_fields and kind not in ("image_root", "refcoco", "imagefolders"):
+        elif kind in SourceSpec.model_fields and kind not in (
+            "image_root",
+            "refcoco",
+            "imagefolders",
+            *BLOCKS,
+        ):
             data[kind] = value
         else:
             raise SpecError(f"--source {pair!r}: unknown kind {kind!r}; known: {', '.join(known_kinds())}")

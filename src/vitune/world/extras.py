@@ -23,6 +23,7 @@ from vitune.world.refs import make_refs
 from vitune.world.scene import Scene
 from vitune.world.scienceqa import make_problem
 from vitune.world.textvqa import make_textvqa
+from vitune.world.vf import FORMATS, ImageContext
 
 
 def clear_extra_images(layout: WorldLayout) -> None:
@@ -32,7 +33,9 @@ def clear_extra_images(layout: WorldLayout) -> None:
     puts image k in another split) would become a wrong example. Both folders hold only generated
     files.
     """
-    for sub in (layout.CLASSIFY_SUBDIR, layout.SCIENCEQA_SUBDIR):
+    subs = [layout.CLASSIFY_SUBDIR, layout.SCIENCEQA_SUBDIR]
+    subs += [d for f in FORMATS.values() for d in f.image_subdirs]
+    for sub in subs:
         shutil.rmtree(layout.image_root / sub, ignore_errors=True)
 
 
@@ -57,7 +60,9 @@ def extra_record(
     if problem is not None:
         problem["pid"] = scienceqa_pid(idx)
         write_bytes(root / scienceqa_image(split, problem["pid"], problem["image"]), jpeg, fsync=False)
+    ctx = ImageContext(seed, idx, scene, root, split, image_id, jpeg)
     return {
+        **{name: fmt.make(ctx) for name, fmt in FORMATS.items()},
         "gqa": make_gqa_questions(scene, _rng(seed, idx, "gqa")),
         "textvqa": make_textvqa(scene, _rng(seed, idx, "textvqa")),
         "refs": make_refs(scene, _rng(seed, idx, "refcoco")),

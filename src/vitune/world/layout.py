@@ -102,6 +102,10 @@ class WorldLayout:
         """The class-folder root of a split (`<class>/<file>.jpg` below it)."""
         return self.image_root / self.CLASSIFY_SUBDIR / split
 
+    def vf_files(self, split: str) -> list[Path]:
+        """The annotation files of one split of the later Vision-Flan formats (`world/vf/`)."""
+        return [p for f in _vf_formats().values() for p in f.files(self, split)]
+
     def annotation_files(self, split: str, *, extras: bool = False) -> list[Path]:
         """Every annotation file a split's records are read from (for manifests and checksums).
 
@@ -126,7 +130,14 @@ class WorldLayout:
                 self.scienceqa_problems,
                 self.scienceqa_pid_splits,
             ]
+            split_files += self.vf_files(split)
         return [p for p in [*split_files, *vg] if p.exists()]
+
+
+def _vf_formats() -> dict:
+    from vitune.world.vf import FORMATS  # the formats import this module
+
+    return FORMATS
 
 
 def classify_file(split: str, label: str, image_id: int) -> str:

@@ -25,6 +25,7 @@ from pathlib import Path
 from vitune.utils.atomic import write_json
 from vitune.world.layout import SPLITS, WorldLayout
 from vitune.world.scene import SHAPES
+from vitune.world.vf import FORMATS
 from vitune.world.writers import URL_ROOT
 
 _OCR_ANGLES = {"rotation": 0.0, "roll": 0.0, "pitch": 0.0, "yaw": 0.0}
@@ -189,3 +190,5 @@ def write_extras(layout: WorldLayout, records: list[dict]) -> None:
     problems, pid_splits = scienceqa_files(records)
     write_json(layout.scienceqa_problems, problems)
     write_json(layout.scienceqa_pid_splits, pid_splits)
+    for fmt in FORMATS.values():
+        fmt.write(layout, records)
