@@ -203,7 +203,7 @@ def test_cli_sources_template_and_input_errors(annotations: dict, tmp_path: Path
     res = runner.invoke(
         app, ["synth", "--world", world, "--sources", str(annotations["spec"]), "--out", str(tmp_path / "x")]
     )
-    assert res.exit_code != 0 and "exactly one input" in res.output
+    assert res.exit_code == 2 and "exactly one of --world, --sources, --source" in res.output
     res = runner.invoke(
         app,
         [

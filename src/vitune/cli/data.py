@@ -71,7 +71,7 @@ def tasks_show(
     import tempfile
 
     from vitune.data.ledger import Ledger
-    from vitune.sources.merge import load_world
+    from vitune.sources.inputs import SourcesInput
     from vitune.tasks.build import build_instances
     from vitune.tasks.plugins import PluginError, load_plugin
     from vitune.tasks.select import SelectionError, select_tasks
@@ -92,7 +92,7 @@ def tasks_show(
     console.print(f"[bold]output template:[/bold] {task.spec.output}")
     with tempfile.TemporaryDirectory() as tmp:
         generate_world(tmp, 40, seed, workers=1)
-        records = load_world(tmp, "train", Ledger(), extras=True)
+        records = SourcesInput(world=tmp, split="train").load(Ledger()).records
         got = build_instances(records, [task], cap=samples, seed=seed)
     for inst in got[:samples]:
         console.rule(f"{inst.id}  image={inst.image}")
@@ -168,22 +168,12 @@ def build(
     --source (one of them).
     """
     from vitune.data.ledger import Ledger
-    from vitune.sources.spec import (
-        SpecError,
-        load_sources,
-        load_spec_file,
-        load_world_sources,
-        spec_from_pairs,
-    )
+    from vitune.sources.inputs import sources_input
+    from vitune.sources.spec import SpecError
     from vitune.tasks.build import build_to_dir
     from vitune.tasks.export import EXPORTS
     from vitune.tasks.select import SelectionError, select_tasks
 
-    modes = [m for m, v in (("--world", world_dir), ("--sources", sources), ("--source", source)) if v]
-    if len(modes) != 1:
-        raise typer.BadParameter(
-            f"give exactly one of --world, --sources, --source (got {', '.join(modes) or 'none'})"
-        )
     bad = [e for e in export or [] if e not in EXPORTS]
     if bad:
         raise typer.BadParameter(
@@ -192,30 +182,22 @@ def build(
     from vitune.tasks.plugins import PluginError, load_plugin
 
     try:
+        inp = sources_input(
+            world=world_dir, sources=sources, source=source, image_root=image_root, split=split
+        )
         for module in plugin or []:
             load_plugin(module)
         sel = select_tasks(task or [], category or [], tasks_file, cap=cap)
-        spec = None
-        if sources is not None:
-            spec, kind = load_spec_file(sources, split=split), "sources"
-        elif source:
-            if image_root is None:
-                raise SpecError("--source needs --image-root (the folder image paths are relative to)")
-            spec, kind = spec_from_pairs(source, image_root=image_root, split=split or ""), "source"
     except (SelectionError, SpecError, PluginError) as e:
         raise typer.BadParameter(str(e)) from None
     ledger = Ledger()
     try:
         with console.status("reading sources"):
-            if spec is None:
-                assert world_dir is not None
-                kind, loaded = "world", load_world_sources(world_dir, split or "train", ledger)
-            else:
-                loaded = load_sources(spec, ledger)
+            loaded = inp.load(ledger)
     except (FileNotFoundError, ValueError) as e:
         _fail(e)
     described = {
-        "kind": kind,
+        "kind": inp.kind,
         "path": str(world_dir or sources or ""),
         "spec": loaded.described,
         "reconcile": loaded.reconcile(),

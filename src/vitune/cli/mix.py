@@ -140,14 +140,17 @@ def synth(
 ) -> None:
     """Generate SVIT-style instructions (and COCO-style dialogs) from each image's annotations."""
     from vitune.data.ledger import Ledger
-    from vitune.sources.merge import load_world
-    from vitune.sources.spec import load, load_spec_file, spec_from_pairs
+    from vitune.sources.inputs import sources_input
     from vitune.synth import FilterConfig, OpenAIBackend, TemplateBackend
     from vitune.synth import synth as run_synth
     from vitune.synth.prompts import load_prompts_file
 
-    if sum(bool(x) for x in (world_dir, sources, source)) != 1:
-        raise typer.BadParameter("give exactly one input: --world DIR, --sources FILE or --source KIND=PATH")
+    try:
+        inp = sources_input(
+            world=world_dir, sources=sources, source=source, image_root=image_root, split=split
+        )
+    except ValueError as e:  # SpecError
+        raise typer.BadParameter(str(e)) from None
     if (show_prompt is None) != (image is None):
         raise typer.BadParameter("--show-prompt GENERATOR and --image ID go together")
     overrides = {}
@@ -186,15 +189,9 @@ def synth(
     else:
         raise typer.BadParameter(f"unknown backend {backend!r} (template, openai)")
     ledger = Ledger()
-    try:  # the readers `vitune build` uses: real COCO / Visual Genome / VQAv2 / ... files
-        if world_dir is not None:
-            records = load_world(world_dir, split or "train", ledger)
-        elif sources is not None:
-            records = load(load_spec_file(sources, split=split), ledger)
-        else:
-            if image_root is None:
-                raise ValueError("--source needs --image-root (the folder image paths are relative to)")
-            records = load(spec_from_pairs(source or [], image_root=image_root, split=split or ""), ledger)
+    try:  # the one entry point `vitune build` uses: every format a world or a spec holds
+        loaded = inp.load(ledger)
+        records = loaded.records
     except (OSError, ValueError) as e:  # SpecError is a ValueError
         console.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
         raise typer.Exit(2) from None
@@ -225,10 +222,8 @@ def synth(
     summary.pop("items", None)
     console.print_json(data=summary)
     from vitune.report.card import write_dataset_card
-    from vitune.world.layout import WorldLayout
 
-    root = image_root if world_dir is None else WorldLayout(world_dir).image_root
-    console.print("dataset card: {} and {}".format(*write_dataset_card(out, image_root=root)))
+    console.print("dataset card: {} and {}".format(*write_dataset_card(out, image_root=loaded.image_root)))
 
 
 def _show_prompt(records, generator, image_id: str) -> None:

@@ -64,12 +64,17 @@ def _check_size(size: tuple[int, int], limits: ImageLimits, source: object) -> N
 
 
 def open_image(
-    src: str | os.PathLike | bytes, limits: ImageLimits = ImageLimits(), *, source: object = None
+    src: str | os.PathLike | bytes,
+    limits: ImageLimits = ImageLimits(),
+    *,
+    source: object = None,
+    draft: bool = False,
 ) -> Image.Image:
     """Decode an image file (a path or its bytes) to RGB after checking its header against `limits`.
 
     Raises `ImageError` for anything unusable: missing or empty file, not an image, truncated or
-    corrupt data, a size over the limits (checked before decoding), a decompression bomb.
+    corrupt data, a size over the limits (checked before decoding), a decompression bomb. `draft`
+    (for checks only) decodes a JPEG at 1/8 scale and returns it undecoded to RGB.
     """
     name = source if source is not None else ("<bytes>" if isinstance(src, bytes) else src)
     if isinstance(src, bytes):
@@ -89,6 +94,10 @@ def open_image(
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(fh) as im:  # reads the header only
                 _check_size(im.size, limits, name)
+                if draft:
+                    im.draft(im.mode, (max(1, im.width // 8), max(1, im.height // 8)))
+                    im.load()
+                    return im
                 return im.convert("RGB")
     except ImageError:
         raise
@@ -101,9 +110,14 @@ def open_image(
 
 
 def check_image(src: str | os.PathLike | bytes, limits: ImageLimits = ImageLimits()) -> str | None:
-    """Why `src` is not a usable image (the `ImageError` reason), or None when it decodes fine."""
+    """Why `src` is not a usable image (the `ImageError` reason), or None when it decodes fine.
+
+    The whole file is decoded (truncated or corrupt data fails as in `open_image`), but a JPEG at
+    1/8 scale: libjpeg still reads every entropy-coded block and only skips most of the inverse
+    DCT, which makes the check of a data set's images several times cheaper.
+    """
     try:
-        open_image(src, limits)
+        open_image(src, limits, draft=True)
     except ImageError as e:
         return e.reason
     return None

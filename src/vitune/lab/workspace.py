@@ -92,7 +92,7 @@ def own_parts(cfg: LabConfig) -> tuple[Recipe, StageSpec, StageSpec]:
     tasks = DataSpec(path=str(w / "data" / "instances"), image_root=images)
     captions = DataSpec(path=str(w / "data" / "instances"), image_root=images, tasks=["coco_caption_coarse"])
     chat = DataSpec(path=str(w / "synth" / "synth_llava.json"), image_root=images)
-    vision = StageSpec(name="vision", kind="dense_vision", records=RecordsSpec(world=str(w / "world")),
+    vision = StageSpec(name="vision", kind="dense_vision", records=RecordsSpec(world=w / "world", world_formats="core"),
                        train={"vision": "full", "projector": "frozen", "llm": "frozen"}, lr=2e-3,
                        max_steps=s.vision_steps, global_batch=s.batch, per_device_batch=s.batch,
                        num_workers=0, pixel_cache_mb=256)  # fmt: skip

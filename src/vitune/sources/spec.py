@@ -463,33 +463,30 @@ def spec_from_pairs(
     return validate_spec(data, "--source")
 
 
-def load_world_sources(root: str | os.PathLike, split: str, ledger: Ledger | None = None) -> LoadResult:
-    """One split of an embedded world, read by `merge.load_world` (with its extra formats when it
-    has them), with the same counts as `load_sources`.
+def load_world_sources(
+    root: str | os.PathLike, split: str, ledger: Ledger | None = None, *, extras: bool = True
+) -> LoadResult:
+    """One split of an embedded world, read by `merge.load_world` (with its extra formats unless
+    `extras` is False), with the same counts as `load_sources`.
 
     `load_world` merges without a path check (the world writes safe names), so its only
     record-level rejection is an image no source gives a file for; images in = kept + those.
     """
-    import inspect
-
     from vitune.sources.merge import load_world
     from vitune.world.layout import WorldLayout
 
     ledger = ledger if ledger is not None else Ledger()
     layout = WorldLayout(Path(root))
-    extras = "extras" in inspect.signature(load_world).parameters
-    kw: dict[str, Any] = {"extras": True} if extras else {}
     stats: list[ReadStats] = []
     before = _no_file(ledger)
-    records = load_world(root, split, ledger, stats=stats, **kw)
+    records = load_world(root, split, ledger, stats=stats, extras=extras)
     rejected = _no_file(ledger) - before
-    inputs = layout.annotation_files(split, **kw)
     return LoadResult(
         records,
         stats,
         len(records) + rejected,
         rejected,
         image_root=layout.image_root,
-        inputs=inputs,
-        described={"world": str(root), "split": split, **kw},
+        inputs=layout.annotation_files(split, extras=extras),
+        described={"world": str(root), "split": split, "extras": extras},
     )

@@ -37,6 +37,7 @@ import os
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,19 @@ class Encoded:
 
 
 @dataclass(slots=True)
+class Compact:
+    """An encoded sample with each image placeholder kept once (int32; `length` counts it expanded)."""
+
+    id: str
+    ids: np.ndarray
+    labels: np.ndarray
+    length: int
+    image: str | None
+    pairs_kept: int
+    pairs_total: int
+
+
+@dataclass(slots=True)
 class Rejected:
     id: str
     reason: str
@@ -93,6 +107,51 @@ class _Straddle(ValueError):
         self.detail = {"token": token, "context": text}
 
 
+def _is_text(seq: list[int | None]) -> np.ndarray:
+    """Mask of the tokens that come from the text (sequence id not None): one sequence, so the
+    post-processor's tokens are a run at each end; counted in C, not per token in Python."""
+    n, none = len(seq), seq.count(None)
+    mask = np.ones(n, dtype=bool)
+    if none:
+        lead = next((i for i, s in enumerate(seq) if s is not None), n)
+        trail = next((i for i, s in enumerate(reversed(seq)) if s is not None), 0)
+        if lead + trail != none:  # a special token inside the text: check every token
+            return np.fromiter((s is not None for s in seq), bool, n)
+        mask[:lead] = False
+        mask[n - trail :] = False
+    return mask
+
+
+_WRAPPER_METHODS = ("__call__", "_encode_plus", "_batch_encode_plus", "_convert_encoding", "encode")
+
+
+def _bypassable(enc: LabelEncoder, template: str) -> Any:
+    """The backend (Rust) tokenizer when calling it directly gives what the wrapper gives, else None.
+
+    Bypassed only when no class between the tokenizer's own and `PreTrainedTokenizerFast` overrides
+    how text is encoded, and a probe conversation (image, special tokens, non-ASCII) encodes to the
+    same ids, offsets and special-token positions both ways.
+    """
+    tok, bt = enc.tok, getattr(enc.tok, "backend_tokenizer", None)
+    if bt is None:
+        return None
+    for cls in type(tok).__mro__:
+        if cls is PreTrainedTokenizerFast:
+            break
+        if any(m in cls.__dict__ for m in _WRAPPER_METHODS):
+            return None
+    turns = [("user", f"{IMAGE_TOKEN}\nWhat is  this? Über 12,5 ¿"), ("assistant", "A red star.\n")]
+    text = "".join(s.text for s in render_segments(template, turns, True, enc.eos))
+    wrapped = enc._encode_text(text)
+    enc._backend = bt
+    try:
+        direct = enc._encode_text(text)
+    finally:
+        enc._backend = None
+    same = all(a.shape == b.shape and (a == b).all() for a, b in zip(wrapped, direct, strict=True))
+    return bt if same else None
+
+
 def _turns(pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
     return [(r, t) for u, a in pairs for r, t in (("user", u), ("assistant", a))]
 
@@ -110,11 +169,13 @@ class LabelEncoder:
         if not getattr(tokenizer, "is_fast", False):
             raise TypeError("LabelEncoder needs a fast (Rust) tokenizer: labels are assigned by offsets")
         self.tok = tokenizer
+        self._backend = None
         self.template = template
         self.image_seq_length = image_seq_length
         self.max_length = max_length
         self.image_id = image_token_id(tokenizer)
         self.eos = tokenizer.eos_token
+        self._backend = _bypassable(self, template)
         # Fails early for vicuna_v1 without an eos (a reply would end with the text "None").
         end = turn_terminator(template, self.eos)
         if end is not None and len(tokenizer.encode(end, add_special_tokens=False)) != 1:
@@ -130,10 +191,7 @@ class LabelEncoder:
         # per-token Python loop was most of the preparation time at LLaVA's lengths.
         text = "".join(s.text for s in segs)
         starts = np.cumsum([0] + [len(s.text) for s in segs[:-1]])
-        enc = self.tok(text, add_special_tokens=True, return_offsets_mapping=True)
-        ids = np.asarray(enc["input_ids"], dtype=np.int64)
-        offsets = np.asarray(enc["offset_mapping"], dtype=np.int64).reshape(-1, 2)
-        is_text = np.asarray([sid is not None for sid in enc.sequence_ids()], dtype=bool)
+        ids, offsets, is_text = self._encode_text(text)
         # Special tokens the post-processor adds in front (BOS) stay, with segment -1; those after
         # the text (an eos from add_eos_token) go: replies end with their own terminator.
         first = int(np.argmax(is_text)) if is_text.any() else len(ids)
@@ -150,12 +208,36 @@ class LabelEncoder:
             raise _Straddle(tok, text[max(0, int(a[k]) - 20) : int(b[k]) + 20])
         return _Tokens(ids[keep], np.where(is_text, seg, -1)[keep], np.where(is_text, b, 0)[keep])
 
-    def _expand(self, toks: _Tokens, segs: list[Segment]) -> tuple[np.ndarray, np.ndarray]:
+    def _encode_text(self, text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ids, (start, end) character offsets, is-text mask) of one whole-text tokenization.
+
+        The Rust tokenizer is called directly when the wrapper would only forward to it (no
+        truncation or padding state set on the backend): the wrapper's Python costs a third of the
+        tokenization time, once per sample of the data set. Tests check both paths agree.
+        """
+        bt = self._backend
+        if bt is not None and bt.truncation is None and bt.padding is None:
+            e = bt.encode(text, add_special_tokens=True)
+            seq = e.sequence_ids
+            n = len(seq)
+            offsets = np.fromiter(chain.from_iterable(e.offsets), np.int64, 2 * n).reshape(n, 2)
+            is_text = _is_text(seq)
+            return np.asarray(e.ids, dtype=np.int64), offsets, is_text
+        enc = self.tok(text, add_special_tokens=True, return_offsets_mapping=True)
+        ids = np.asarray(enc["input_ids"], dtype=np.int64)
+        offsets = np.asarray(enc["offset_mapping"], dtype=np.int64).reshape(-1, 2)
+        is_text = np.asarray([sid is not None for sid in enc.sequence_ids()], dtype=bool)
+        return ids, offsets, is_text
+
+    def _labels(self, toks: _Tokens, segs: list[Segment]) -> np.ndarray:
+        """Each token's label: its id in a supervised segment, else -100 (image placeholders too)."""
         supervised = np.asarray([s.supervised for s in segs] + [False], dtype=bool)  # [-1]: seg -1
-        is_img = toks.ids == self.image_id
-        labels = np.where(supervised[toks.seg] & ~is_img, toks.ids, IGNORE_INDEX)
+        return np.where(supervised[toks.seg] & (toks.ids != self.image_id), toks.ids, IGNORE_INDEX)
+
+    def _expand(self, toks: _Tokens, segs: list[Segment]) -> tuple[np.ndarray, np.ndarray]:
+        labels = self._labels(toks, segs)
         # One placeholder per image feature; never supervised.
-        reps = np.where(is_img, self.image_seq_length, 1)
+        reps = np.where(toks.ids == self.image_id, self.image_seq_length, 1)
         return np.repeat(toks.ids, reps), np.repeat(labels, reps)
 
     def _length(self, toks: _Tokens, cut: int | None = None) -> int:
@@ -171,6 +253,15 @@ class LabelEncoder:
         return ids.tolist(), labels.tolist()
 
     def encode(self, inst: Instance) -> Encoded | Rejected:
+        r = self.encode_compact(inst)
+        if isinstance(r, Rejected):
+            return r
+        reps = np.where(r.ids == self.image_id, self.image_seq_length, 1)
+        ids, labels = np.repeat(r.ids, reps), np.repeat(r.labels, reps)
+        return Encoded(r.id, ids.tolist(), labels.tolist(), r.image, r.pairs_kept, r.pairs_total)
+
+    def encode_compact(self, inst: Instance) -> Compact | Rejected:
+        """`encode` with the image placeholder kept once (what `prepare` stores; no expansion)."""
         pairs = inst.pairs()
         if not pairs:
             return Rejected(inst.id, "no assistant reply")
@@ -182,19 +273,21 @@ class LabelEncoder:
             k, segs, toks = self._fit(pairs, has_image)
         except _Straddle as e:
             return Rejected(inst.id, "token spans a label boundary", e.detail)
-        ids, labels = self._expand(toks, segs)
+        labels = self._labels(toks, segs)
+        n_img = int((toks.ids == self.image_id).sum()) * self.image_seq_length
+        length = len(toks.ids) + n_img - n_img // max(1, self.image_seq_length)
         if k == 0:
             return Rejected(
                 inst.id,
                 "first turn pair longer than max_length",
-                {"length": len(ids), "max_length": self.max_length},
+                {"length": length, "max_length": self.max_length},
             )
-        n_img = int((ids == self.image_id).sum())
         if n_img != (self.image_seq_length if has_image else 0):
             return Rejected(inst.id, "image placeholder count mismatch", {"count": n_img})
         if (labels == IGNORE_INDEX).all():
             return Rejected(inst.id, "nothing supervised")
-        return Encoded(inst.id, ids.tolist(), labels.tolist(), inst.image, k, len(pairs))
+        ids32, labels32 = toks.ids.astype(np.int32), labels.astype(np.int32)
+        return Compact(inst.id, ids32, labels32, length, inst.image, k, len(pairs))
 
     def _fit(self, pairs: list[tuple[str, str]], has_image: bool) -> tuple[int, list[Segment], _Tokens]:
         """The longest prefix of whole pairs that fits max_length: (pairs kept, its segments, its

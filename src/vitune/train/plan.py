@@ -210,12 +210,10 @@ def estimate_data(
 
 
 def estimate_records(st: StageSpec) -> DataEstimate:
-    """A dense_vision stage: one sample per image of the world's split."""
-    from vitune.sources.merge import load_world
-
+    """A dense_vision stage: one sample per image of its records."""
     assert st.records is not None
     ledger = Ledger()
-    n = len(load_world(st.records.world, st.records.split, ledger))
+    n = len(st.records.load(ledger).records)
     return DataEstimate(n, n, 0, len(ledger), [], 1.0, "images")
 
 

@@ -44,7 +44,7 @@ import torch
 
 from vitune.data.instance import Instance
 from vitune.data.ledger import Ledger
-from vitune.train.labels import Encoded, ImageCache, LabelEncoder, Rejected
+from vitune.train.labels import Compact, ImageCache, LabelEncoder, Rejected
 from vitune.utils.atomic import write_json
 from vitune.utils.hashing import sha256_file
 
@@ -109,10 +109,9 @@ def _encode_chunk(span: tuple[int, int]) -> dict[str, Any]:
     bad: dict[str, tuple[str, str]] = _WORK["bad_images"]
     has_root = _WORK["images"] is not None
     ids, labels, n_unexp, n_exp, imgs, rejected, truncated = [], [], [], [], [], [], 0
-    n_img = encoder.image_seq_length
     for inst in instances[span[0] : span[1]]:
-        r = encoder.encode(inst)
-        if isinstance(r, Encoded) and r.image is not None:
+        r = encoder.encode_compact(inst)
+        if isinstance(r, Compact) and r.image is not None:
             if not has_root:
                 r = Rejected(inst.id, "image sample but no image root")
             elif r.image in bad:
@@ -121,18 +120,13 @@ def _encode_chunk(span: tuple[int, int]) -> dict[str, Any]:
         if isinstance(r, Rejected):
             rejected.append((r.id, r.reason, r.detail))
             continue
-        a, b = np.asarray(r.input_ids, dtype=np.int32), np.asarray(r.labels, dtype=np.int32)
-        if r.image is not None and n_img > 1:
-            # Store one placeholder; training expands it again (`expand_image`).
-            p = int(np.argmax(a == encoder.image_id))
-            a = np.concatenate([a[: p + 1], a[p + n_img :]])
-            b = np.concatenate([b[: p + 1], b[p + n_img :]])
-        ids.append(a)
-        labels.append(b)
-        n_unexp.append(len(a))
-        n_exp.append(len(r.input_ids))
+        # Each image placeholder is stored once; training expands it again (`expand_image`).
+        ids.append(r.ids)
+        labels.append(r.labels)
+        n_unexp.append(len(r.ids))
+        n_exp.append(r.length)
         imgs.append(r.image)
-        truncated += r.truncated
+        truncated += r.pairs_kept < r.pairs_total
     cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0, np.int32)  # noqa: E731
     return {
         "ids": cat(ids),

@@ -38,6 +38,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from vitune.data.paths import check_model_source
+from vitune.sources.inputs import SourcesInput
 from vitune.utils.config import ConfigError, fill_variables, read_yaml, resolve_path, validate
 
 Mode = Literal["full", "frozen", "lora"]
@@ -89,11 +90,11 @@ class DataSpec(_Strict):
     limit: int | None = Field(default=None, ge=1)  # a seeded sample of at most this many
 
 
-class RecordsSpec(_Strict):
-    """Annotated images for a dense_vision stage: an embedded world folder and split."""
+class RecordsSpec(SourcesInput):
+    """Annotated images for a dense_vision stage, read like `vitune build` reads them
+    (`sources/inputs.py`): `world` (+ `world_formats`), `sources` or `source` + `image_root`."""
 
-    world: str
-    split: str = "train"
+    split: str | None = "train"
 
 
 class LoraSpec(_Strict):
@@ -248,7 +249,9 @@ def parse_recipe(
             if d.image_root is not None:
                 d.image_root = resolve_path(d.image_root, base_dir)
         if st.records is not None:
-            st.records.world = resolve_path(st.records.world, base_dir)
+            for attr in ("world", "sources", "image_root"):
+                if (value := getattr(st.records, attr)) is not None:
+                    setattr(st.records, attr, Path(resolve_path(str(value), base_dir)))
     return recipe
 
 
@@ -374,6 +377,12 @@ def missing_inputs(recipe: Recipe, only_stage: str | None = None) -> list[str]:
                 out.append(f"{d.path}: stage {st.name}: data not found")
             if d.image_root and not Path(d.image_root).is_dir():
                 out.append(f"{d.image_root}: stage {st.name}: image folder not found")
-        if st.records is not None and not Path(st.records.world).is_dir():
-            out.append(f"{st.records.world}: stage {st.name}: world folder not found")
+        if st.records is not None:
+            r = st.records
+            if r.world is not None and not r.world.is_dir():
+                out.append(f"{r.world}: stage {st.name}: world folder not found")
+            if r.sources is not None and not r.sources.is_file():
+                out.append(f"{r.sources}: stage {st.name}: sources file not found")
+            if r.image_root is not None and not r.image_root.is_dir():
+                out.append(f"{r.image_root}: stage {st.name}: image folder not found")
     return out

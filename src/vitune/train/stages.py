@@ -149,16 +149,13 @@ def _sample_images(
     recipe: Recipe, loaded: list[tuple[DataSpec, list[Instance]]], seed: int, n: int = 256
 ) -> list[Path]:
     """A seeded sample of the recipe's training images (for pixel statistics)."""
-    from vitune.sources.merge import load_world
-    from vitune.world.layout import WorldLayout
-
     found: set[Path] = set()
     ledger = Ledger()
     for st in recipe.stages:
         if st.records is not None:
             # The stage's own split only: held-out images must not shape the normalization.
-            root = WorldLayout(st.records.world).image_root
-            found.update(root / r.file_name for r in load_world(st.records.world, st.records.split, ledger))
+            res = st.records.load(ledger)
+            found.update(Path(res.image_root) / r.file_name for r in res.records)
     for d, items in loaded:
         if d.image_root is None:
             continue
@@ -393,17 +390,14 @@ def _plan_and_collate(st: StageSpec, dataset: PreparedDataset, pad_id: int, alig
 def run_dense_stage(
     st: StageSpec, model_dir: Path, stage_dir: Path, progress: ProgressFn | None
 ) -> dict[str, Any]:
-    from vitune.sources.merge import load_world
     from vitune.train.dense import DenseConfig, pretrain_vision
-    from vitune.world.layout import WorldLayout
 
     assert st.records is not None
     model, processor = load_pretrained(model_dir)
     ledger = Ledger()
-    records = load_world(st.records.world, st.records.split, ledger)
-    pixels = pixel_cache(
-        WorldLayout(st.records.world).image_root, processor.image_processor, st.pixel_cache_mb
-    )
+    loaded = st.records.load(ledger)
+    records = loaded.records
+    pixels = pixel_cache(loaded.image_root, processor.image_processor, st.pixel_cache_mb)
     cfg = DenseConfig(
         lr=st.lr,
         batch_size=st.per_device_batch,
