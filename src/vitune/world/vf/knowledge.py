@@ -252,26 +252,29 @@ class Asked:
     obj: SceneObject
 
 
-def _candidates(scene: Scene) -> list[tuple[Fact, str, SceneObject]]:
-    """(fact, how the object is referred to, object) for every askable fact of the scene."""
+def _candidates(scene: Scene) -> dict[str, list[tuple[Fact, str, SceneObject]]]:
+    """(fact, how the object is referred to, object) for every askable fact, by kind (shape, colour)."""
     clear = [o for o in scene.objects if o.alt_color is None]
     colors = [o.color for o in scene.objects]
     shapes = [o.shape for o in scene.objects]
-    out: list[tuple[Fact, str, SceneObject]] = []
+    out: dict[str, list[tuple[Fact, str, SceneObject]]] = {"shape": [], "color": []}
     for o in clear:
         if colors.count(o.color) == 1:
-            out += [(f, f"the {o.color} shape", o) for f in SHAPE_FACTS.get(o.shape, ())]
+            out["shape"] += [(f, f"the {o.color} shape", o) for f in SHAPE_FACTS.get(o.shape, ())]
         if shapes.count(o.shape) == 1:
-            out += [(f, f"the {o.shape}", o) for f in COLOR_FACTS.get(o.color, ())]
+            out["color"] += [(f, f"the {o.shape}", o) for f in COLOR_FACTS.get(o.color, ())]
     return out
 
 
 def knowledge_question(scene: Scene, rng: random.Random) -> Asked | None:
-    """One knowledge question about the scene drawn with `rng`, or None when nothing is askable."""
-    cands = _candidates(scene)
-    if not cands:
+    """One knowledge question about the scene drawn with `rng`, or None when nothing is askable.
+
+    The kind (a shape fact or a colour fact) is drawn first, so colour facts, of which an object
+    has up to three, do not crowd out shape facts."""
+    kinds = [k for k, cands in _candidates(scene).items() if cands]
+    if not kinds:
         return None
-    fact, ref, obj = rng.choice(cands)
+    fact, ref, obj = rng.choice(_candidates(scene)[rng.choice(kinds)])
     fill = {"ref": ref, "Ref": ref[0].upper() + ref[1:], "shape": obj.shape, "color": obj.color}
     return Asked(fact, fact.question.format(**fill), [r.format(**fill) for r in fact.rationales], obj)
 
