@@ -13,8 +13,8 @@ Records are keyed `str(image_id)`, the key `sources/coco.py` gives the same COCO
 puts A-OKVQA's questions on the COCO record (which then supplies size and file name). Each QA:
 `answers` = the ten direct answers (`majority_answer()` is their most frequent), `choices` and
 `answer_index` = the multiple-choice question, `rationale` = the first rationale,
-`meta["rationales"]` = all of them and `meta["difficult_direct_answer"]` the flag (the authors'
-evaluation scores such questions only in the multiple-choice setting).
+`meta["rationales"]` = all of them and `meta["difficult_direct_answer"]` the flag (set by the
+authors where the direct answers are hard to agree on; the direct-answer task leaves those out).
 """
 
 from __future__ import annotations

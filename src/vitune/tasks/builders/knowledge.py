@@ -11,7 +11,7 @@ questions without answers (the test splits):
 - OK-VQA: short answer and sentence answer (the majority of the ten answers), multiple choice with
   wrong options from other images' OK-VQA answers (never one of this question's answers), and the
   knowledge category a question needs (from the `question_type` code).
-- VizWiz: the majority answer (which may be "unanswerable"), whether the photo can answer the
+- VizWiz: the majority answer, case ignored (it may be "unanswerable"), whether the photo can answer the
   question (`answerable`, the dataset's own label), and the answer type.
 """
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 import random
 
 from vitune.data.records import QA, ImageRecord
-from vitune.tasks.builders.qa import qas_of
+from vitune.tasks.builders.qa import qas_of, textvqa_answer
 from vitune.tasks.spec import BuildContext, Sample, builder
 
 
@@ -162,8 +162,9 @@ def _vizwiz(record: ImageRecord) -> list[QA]:
 
 @builder("vizwiz_answer")
 def vizwiz_answer(record: ImageRecord, rng: random.Random, ctx: BuildContext) -> list[Sample]:
+    """The most frequent answer ignoring case (VizWiz's scorer lower-cases), ties to the first written."""
     return [
-        Sample({"question": qa.question.strip(), "answer": qa.majority_answer()}, _meta(qa))
+        Sample({"question": qa.question.strip(), "answer": textvqa_answer(qa)}, _meta(qa))
         for qa in _vizwiz(record)
     ]
 
