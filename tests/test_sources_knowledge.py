@@ -96,6 +96,10 @@ def test_aokvqa_reads_questions_onto_coco_image_keys(tmp_path: Path) -> None:
     assert test_qa.answers == [] and test_qa.answer_index is None and len(test_qa.choices) == 4
     assert dump(res) == dump(read_aokvqa(f, split="train"))
     assert read_aokvqa(f, file_pattern=None).records["57"].file_name == ""
+    # An entry without its own split, read without a split: nothing names the COCO folder.
+    ledger = Ledger()
+    read_aokvqa(write(tmp_path / "nosplit.json", [aok("s", split="")]), ledger=ledger)
+    assert reasons(ledger) == [("[0]", "no 'split' to name the COCO image folder")]
 
 
 def test_aokvqa_rejections_are_ledgered_with_position_and_reason(tmp_path: Path) -> None:
