@@ -36,24 +36,27 @@ def read_vqav2(
     split: str = "",
     known_images: Collection[str] | None = None,
     file_pattern: str | None = None,
+    source: str = SOURCE,
+    stage: str = STAGE,
 ) -> SourceResult:
     """Read VQAv2 questions (and annotations, when the split has them) grouped by image.
 
     `known_images`: when given, a question about any other image id is rejected ("unknown image id").
     `file_pattern`: e.g. `"val2014/COCO_val2014_{image_id:012d}.jpg"` gives records a file name so
     VQAv2 can be used without COCO files; otherwise `file_name` is "" and COCO supplies it on merge.
+    `source` / `stage`: what the QAs and ledger entries are labelled (OK-VQA ships the same layout).
     """
     ledger = ledger if ledger is not None else Ledger()
     known = set(known_images) if known_images is not None else None
-    result = SourceResult(SOURCE)
+    result = SourceResult(source)
     anns: dict[str, tuple[int, dict[str, Any]]] | None = None
     ann_tally: Tally | None = None
     if annotations is not None:
-        ann_tally = Tally(ledger, STAGE, str(annotations), "annotations")
+        ann_tally = Tally(ledger, stage, str(annotations), "annotations")
         anns = _read_annotations(Path(annotations), ann_tally)
     qpath = Path(questions)
     data = load_json(qpath, dict, "a VQAv2 object with a 'questions' list")
-    t = Tally(ledger, STAGE, str(qpath), "questions")
+    t = Tally(ledger, stage, str(qpath), "questions")
     st = t.stats
     records = result.records
     seen_q: set[str] = set()
@@ -77,7 +80,7 @@ def read_vqav2(
             continue
         assert qid is not None and iid is not None
         seen_q.add(qid)
-        qa = QA(qid, clean_text(q.get("question")) or "", [], source=SOURCE)
+        qa = QA(qid, clean_text(q.get("question")) or "", [], source=source)
         if found is not None and ann_tally is not None:
             ann = found[1]
             qa.answers = ann["_answers"]
@@ -88,7 +91,7 @@ def read_vqav2(
         rec = records.get(iid)
         if rec is None:
             rec = records[iid] = ImageRecord(
-                iid, _file_name(file_pattern, iid), 0, 0, split=split, sources=[SOURCE]
+                iid, _file_name(file_pattern, iid), 0, 0, split=split, sources=[source]
             )
         rec.qas.append(qa)
         st.kept += 1

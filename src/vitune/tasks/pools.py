@@ -50,6 +50,10 @@ def _vqa_answers(r: ImageRecord) -> Iterable[tuple[str, str]]:
     )
 
 
+def _okvqa_answers(r: ImageRecord) -> Iterable[tuple[str, str]]:
+    return (("", qa.majority_answer()) for qa in r.qas if qa.source == "okvqa" and qa.answers)
+
+
 POOLS: dict[str, Extractor] = {
     "objects": _objects,  # object categories (COCO instances where present)
     "colors": _colors,  # colour attributes of Visual Genome objects
@@ -57,6 +61,7 @@ POOLS: dict[str, Extractor] = {
     "labels": _labels,  # image-level class labels (image folders)
     "ocr": _ocr,  # OCR tokens (TextVQA Rosetta)
     "vqa_answers": _vqa_answers,  # VQAv2 majority answers, grouped by question type
+    "okvqa_answers": _okvqa_answers,  # OK-VQA majority answers
 }
 
 

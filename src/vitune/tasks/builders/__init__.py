@@ -6,8 +6,9 @@
 - `captions`: COCO captions (paragraphs, image-text matching)
 - `qa`: VQAv2 multiple choice and counting, GQA, TextVQA + OCR, ScienceQA
 - `classify`: image-folder classification
+- `knowledge`: A-OKVQA, OK-VQA (outside knowledge, rationales, knowledge categories) and VizWiz
 """
 
-from vitune.tasks.builders import captions, classify, core, objects, qa, regions
+from vitune.tasks.builders import captions, classify, core, knowledge, objects, qa, regions
 
-__all__ = ["captions", "classify", "core", "objects", "qa", "regions"]
+__all__ = ["captions", "classify", "core", "knowledge", "objects", "qa", "regions"]

@@ -9,4 +9,7 @@ registers them all; `world/extras.py`, `world/writers_extra.py`, `world/layout.p
 
 from vitune.world.vf.format import FORMATS, ImageContext, WorldFormat, register
 
+# isort: split
+from vitune.world.vf import aokvqa, okvqa, vizwiz  # noqa: F401  (registers the formats)
+
 __all__ = ["FORMATS", "ImageContext", "WorldFormat", "register"]
