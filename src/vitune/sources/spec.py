@@ -36,12 +36,15 @@ from vitune.data.ledger import Ledger
 from vitune.data.paths import UnsafePathError, resolve_image
 from vitune.data.records import ImageRecord
 from vitune.sources.block import SourceBlock
+from vitune.sources.clevr import CLEVRSource
 from vitune.sources.coco import read_coco
 from vitune.sources.merge import merge_records
+from vitune.sources.ocrvqa import OCRVQASource
 from vitune.sources.stats import ReadStats, SourceResult
 from vitune.sources.visual_genome import FILES as VG_FILES
 from vitune.sources.visual_genome import read_visual_genome
 from vitune.sources.vqav2 import read_vqav2
+from vitune.sources.vsr import VSRSource
 
 STAGE = "sources.load"
 NO_FILE_REASON = "no source gives an image file"  # merge's record-level rejection
@@ -110,6 +113,9 @@ class SourceSpec(_Model):
     refcoco: list[RefCOCOSource] = []
     imagefolders: list[ImageFolderSource] = []
     # Later Vision-Flan sources: one `SourceBlock` each (sources/block.py), listed in BLOCKS below.
+    ocrvqa: OCRVQASource | None = None
+    vsr: VSRSource | None = None
+    clevr: CLEVRSource | None = None
     restrict_to_coco: bool = False  # keep VG/VQAv2 only for images the COCO files list
     # Also reject records whose image fails the one image check (`data.images.check_image`) while
     # loading; `vitune build` runs the same check on its process pool by default instead.
@@ -315,7 +321,11 @@ def _read_parts(spec: SourceSpec, ledger: Ledger) -> list[SourceResult]:
 
 
 # The `SourceSpec` fields that are `SourceBlock`s, in read order (after RefCOCO, before class folders).
-BLOCKS: tuple[str, ...] = ()
+BLOCKS: tuple[str, ...] = (
+    "ocrvqa",
+    "vsr",
+    "clevr",
+)
 
 
 # ---- building specs -------------------------------------------------------------------------------

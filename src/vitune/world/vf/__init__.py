@@ -7,6 +7,12 @@ registers them all; `world/extras.py`, `world/writers_extra.py`, `world/layout.p
 `sources/merge.py` loop over `FORMATS`.
 """
 
+# The formats (registering on import; their blocks are read in this order).
+from vitune.world.vf import (
+    clevr,  # noqa: F401
+    ocrvqa,  # noqa: F401
+    vsr,  # noqa: F401
+)
 from vitune.world.vf.format import FORMATS, ImageContext, WorldFormat, register
 
 __all__ = ["FORMATS", "ImageContext", "WorldFormat", "register"]
