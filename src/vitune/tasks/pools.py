@@ -50,6 +50,11 @@ def _vqa_answers(r: ImageRecord) -> Iterable[tuple[str, str]]:
     )
 
 
+def _book_genres(r: ImageRecord) -> Iterable[tuple[str, str]]:
+    genre = r.meta.get("ocrvqa", {}).get("genre") if isinstance(r.meta.get("ocrvqa"), dict) else None
+    return [("", genre)] if isinstance(genre, str) and genre else []
+
+
 POOLS: dict[str, Extractor] = {
     "objects": _objects,  # object categories (COCO instances where present)
     "colors": _colors,  # colour attributes of Visual Genome objects
@@ -57,6 +62,7 @@ POOLS: dict[str, Extractor] = {
     "labels": _labels,  # image-level class labels (image folders)
     "ocr": _ocr,  # OCR tokens (TextVQA Rosetta)
     "vqa_answers": _vqa_answers,  # VQAv2 majority answers, grouped by question type
+    "book_genres": _book_genres,  # OCR-VQA book genres
 }
 
 

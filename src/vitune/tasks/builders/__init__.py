@@ -6,8 +6,9 @@
 - `captions`: COCO captions (paragraphs, image-text matching)
 - `qa`: VQAv2 multiple choice and counting, GQA, TextVQA + OCR, ScienceQA
 - `classify`: image-folder classification
+- `books_space_clevr`: OCR-VQA book covers, VSR spatial statements, CLEVR scenes
 """
 
-from vitune.tasks.builders import captions, classify, core, objects, qa, regions
+from vitune.tasks.builders import books_space_clevr, captions, classify, core, objects, qa, regions
 
-__all__ = ["captions", "classify", "core", "objects", "qa", "regions"]
+__all__ = ["books_space_clevr", "captions", "classify", "core", "objects", "qa", "regions"]
