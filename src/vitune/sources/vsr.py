@@ -18,7 +18,7 @@ Decisions:
   `known_images` (the spec's `restrict_to_coco`) rejects statements about other images.
 - One `QA` per statement: `question` = the caption, `answers == ["true"]` or `["false"]`,
   `answer_type == "true/false"`, `question_type` = the relation, `source == "vsr"`,
-  `meta` = `{label, relation, subj, obj}`; `question_id` is `"{file stem}-{line}"` (VSR has no ids).
+  `meta` = `{label, relation, subj, obj, image}`; `question_id` is `"{file stem}-{line}"` (VSR has no ids).
 - Rejected (ledgered with `line N`): a line that is not a JSON object, a missing or unusable
   `image`, `caption` or `relation`, a `label` other than 0/1, an image path that would leave the
   image root, the same caption twice for one image. Blank lines are skipped.
