@@ -316,7 +316,11 @@ def test_build_unusable_input_is_one_clear_error(tmp_path: Path, spoil, needles:
 
 SYNTH_ERRORS: list[tuple[str, Callable[[Path], list[str]], list[str]]] = [
     ("missing world", lambda d: ["--world", str(d / "nope")], ["nope"]),
-    ("two inputs", lambda d: ["--world", str(d), "--sources", str(d / "s.yaml")], ["exactly one of --world, --sources, --source"]),
+    (
+        "two inputs",
+        lambda d: ["--world", str(d), "--sources", str(d / "s.yaml")],
+        ["exactly one of --world, --sources, --source"],
+    ),
     ("bad backend", lambda d: ["--world", str(d), "--backend", "gpt5"], ["unknown backend 'gpt5'"]),
     ("openai without url", lambda d: ["--world", str(d), "--backend", "openai"], ["--base-url"]),
     ("bad hallucination", lambda d: ["--world", str(d), "--hallucination", "maybe"], ["drop, flag or off"]),

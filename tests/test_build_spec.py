@@ -72,7 +72,7 @@ def test_source_pairs_map_kinds_to_spec_fields() -> None:
                                                      "p.json", "s.json", "r.json")]  # fmt: skip
     for pair, message in [
         ("coco", "expected KIND=PATH"),
-        ("cocoa=x", "unknown kind 'cocoa'; known: check_images, coco,"),
+        ("cocoa=x", "unknown kind 'cocoa'; known: aokvqa, check_images, clevr, coco,"),
         ("refcoco=r.json", "RefCOCO needs coco_instances"),
         ("vg_image_subdir.x=1", "only gqa., textvqa., scienceqa."),
         ("check_images=maybe", "check_images: Input should be a valid boolean"),

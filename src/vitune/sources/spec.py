@@ -37,14 +37,17 @@ from vitune.data.paths import UnsafePathError, resolve_image
 from vitune.data.records import ImageRecord
 from vitune.sources.aokvqa import AOKVQASource
 from vitune.sources.block import SourceBlock
+from vitune.sources.clevr import CLEVRSource
 from vitune.sources.coco import read_coco
 from vitune.sources.merge import merge_records
+from vitune.sources.ocrvqa import OCRVQASource
 from vitune.sources.okvqa import OKVQASource
 from vitune.sources.stats import ReadStats, SourceResult
 from vitune.sources.visual_genome import FILES as VG_FILES
 from vitune.sources.visual_genome import read_visual_genome
 from vitune.sources.vizwiz import VizWizSource
 from vitune.sources.vqav2 import read_vqav2
+from vitune.sources.vsr import VSRSource
 
 STAGE = "sources.load"
 NO_FILE_REASON = "no source gives an image file"  # merge's record-level rejection
@@ -116,6 +119,9 @@ class SourceSpec(_Model):
     aokvqa: AOKVQASource | None = None
     okvqa: OKVQASource | None = None
     vizwiz: VizWizSource | None = None
+    ocrvqa: OCRVQASource | None = None
+    vsr: VSRSource | None = None
+    clevr: CLEVRSource | None = None
     restrict_to_coco: bool = False  # keep VG/VQAv2 only for images the COCO files list
     # Also reject records whose image fails the one image check (`data.images.check_image`) while
     # loading; `vitune build` runs the same check on its process pool by default instead.
@@ -321,7 +327,7 @@ def _read_parts(spec: SourceSpec, ledger: Ledger) -> list[SourceResult]:
 
 
 # The `SourceSpec` fields that are `SourceBlock`s, in read order (after RefCOCO, before class folders).
-BLOCKS: tuple[str, ...] = ("aokvqa", "okvqa", "vizwiz")
+BLOCKS: tuple[str, ...] = ("aokvqa", "okvqa", "vizwiz", "ocrvqa", "vsr", "clevr")
 
 
 # ---- building specs -------------------------------------------------------------------------------

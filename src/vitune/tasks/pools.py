@@ -54,6 +54,11 @@ def _okvqa_answers(r: ImageRecord) -> Iterable[tuple[str, str]]:
     return (("", qa.majority_answer()) for qa in r.qas if qa.source == "okvqa" and qa.answers)
 
 
+def _book_genres(r: ImageRecord) -> Iterable[tuple[str, str]]:
+    genre = r.meta.get("ocrvqa", {}).get("genre") if isinstance(r.meta.get("ocrvqa"), dict) else None
+    return [("", genre)] if isinstance(genre, str) and genre else []
+
+
 POOLS: dict[str, Extractor] = {
     "objects": _objects,  # object categories (COCO instances where present)
     "colors": _colors,  # colour attributes of Visual Genome objects
@@ -62,6 +67,7 @@ POOLS: dict[str, Extractor] = {
     "ocr": _ocr,  # OCR tokens (TextVQA Rosetta)
     "vqa_answers": _vqa_answers,  # VQAv2 majority answers, grouped by question type
     "okvqa_answers": _okvqa_answers,  # OK-VQA majority answers
+    "book_genres": _book_genres,  # OCR-VQA book genres
 }
 
 

@@ -18,6 +18,9 @@ Further formats written from the same scenes (see `extras.py`; readers in `vitun
     ROOT/scienceqa/problems.json, pid_splits.json         ScienceQA-style problems
     ROOT/images/scienceqa/{split}/{pid}/image.jpg         ScienceQA problem images
     ROOT/images/classify/{split}/{class}/{stem}.jpg       classification image folder (object crops)
+    ROOT/ocrvqa/dataset.json, images/ocrvqa/{id}.jpg      OCR-VQA book covers (world/vf/ocrvqa.py)
+    ROOT/vsr/splits/random/{train,dev,test}.jsonl         VSR statements on the COCO images (world/vf/vsr.py)
+    ROOT/clevr/{questions,scenes}/CLEVR_{split}_*.json    CLEVR, images/clevr/{split}/*.png (world/vf/clevr.py)
 
 Visual Genome is one pool over all splits, as in reality; its `coco_id` links it to COCO images.
 """

@@ -7,8 +7,9 @@
 - `qa`: VQAv2 multiple choice and counting, GQA, TextVQA + OCR, ScienceQA
 - `classify`: image-folder classification
 - `knowledge`: A-OKVQA, OK-VQA (outside knowledge, rationales, knowledge categories) and VizWiz
+- `books_space_clevr`: OCR-VQA book covers, VSR spatial statements, CLEVR scenes
 """
 
-from vitune.tasks.builders import captions, classify, core, knowledge, objects, qa, regions
+from vitune.tasks.builders import books_space_clevr, captions, classify, core, knowledge, objects, qa, regions
 
-__all__ = ["captions", "classify", "core", "knowledge", "objects", "qa", "regions"]
+__all__ = ["books_space_clevr", "captions", "classify", "core", "knowledge", "objects", "qa", "regions"]

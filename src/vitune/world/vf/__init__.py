@@ -10,6 +10,7 @@ registers them all; `world/extras.py`, `world/writers_extra.py`, `world/layout.p
 from vitune.world.vf.format import FORMATS, ImageContext, WorldFormat, register
 
 # isort: split
-from vitune.world.vf import aokvqa, okvqa, vizwiz  # noqa: F401  (registers the formats)
+# The formats, registering on import; their blocks are read in this order.
+from vitune.world.vf import aokvqa, clevr, ocrvqa, okvqa, vizwiz, vsr  # noqa: F401
 
 __all__ = ["FORMATS", "ImageContext", "WorldFormat", "register"]
