@@ -238,8 +238,10 @@ def _mme_release_from_results(results_dir: Path, llava_mme: list[dict[str, Any]]
             if image is None:
                 raise ValueError(f"{f}:{n}: {txt} is not in llava_mme.jsonl")
             image_path = Path(image)
-            qa_dir = dst / subtask / "questions_answers_YN" if "images" in image_path.parts else dst / subtask
-            (dst / subtask / "images").mkdir(parents=True, exist_ok=True) if qa_dir.name != subtask else None
+            qa_dir = dst / subtask
+            if "images" in image_path.parts:  # the images/ + questions_answers_YN/ layout
+                (dst / subtask / "images").mkdir(parents=True, exist_ok=True)
+                qa_dir = dst / subtask / "questions_answers_YN"
             qa_dir.mkdir(parents=True, exist_ok=True)
             with open(qa_dir / (Path(txt).stem + ".txt"), "a", encoding="utf-8") as out:
                 out.write(f"{image_path.name}\t{question}\t{answer}\n")
