@@ -62,7 +62,7 @@ def extra_record(
         write_bytes(root / scienceqa_image(split, problem["pid"], problem["image"]), jpeg, fsync=False)
     ctx = ImageContext(seed, idx, scene, root, split, image_id, jpeg)
     return {
-        **{name: fmt.make(ctx) for name, fmt in FORMATS.items()},
+        **{name: fmt.entry(ctx) for name, fmt in FORMATS.items()},
         "gqa": make_gqa_questions(scene, _rng(seed, idx, "gqa")),
         "textvqa": make_textvqa(scene, _rng(seed, idx, "textvqa")),
         "refs": make_refs(scene, _rng(seed, idx, "refcoco")),

@@ -205,6 +205,8 @@ def write(layout: WorldLayout, records: list[dict]) -> None:
         recs = sorted((r for r in records if r["split"] == split), key=lambda r: r["idx"])
         for r in recs:
             c = r["extras"][NAME]
+            if c is None:  # not in CLEVR's share of the world
+                continue
             objects = c["objects"]
             head = {"image_index": c["image_index"], "image_filename": c["image_filename"], "split": split}
             scenes.append({**head, "objects": objects, "relationships": relationships(objects)})
@@ -236,4 +238,4 @@ def files(layout: WorldLayout, split: str) -> list[Path]:
     return [questions_file(layout, split), scenes_file(layout, split)]
 
 
-FORMAT = register(WorldFormat(NAME, make, write, blocks, files, image_subdirs=(SUBDIR,)))
+FORMAT = register(WorldFormat(NAME, make, write, blocks, files, image_subdirs=(SUBDIR,), share=0.5))

@@ -2,7 +2,8 @@
 
 A format is four functions:
 
-- `make(ctx)`: in a generator worker, this image's entry (any JSON-able value, or None for none),
+- `make(ctx)`: in a generator worker, this image's entry (any JSON-able value, or None for none;
+  called for the fraction `share` of the images only),
   drawn only from `ctx.rng(name)`; it may write images of its own under `ctx.image_root`
   (inside its `image_subdirs`, which a new generation clears first);
 - `write(layout, records)`: after ids are assigned, the official annotation files from every
@@ -47,6 +48,16 @@ class WorldFormat:
     blocks: Callable[[Any, str], list[Any]]  # (WorldLayout, split) -> [SourceBlock]
     files: Callable[[Any, str], list[Path]]  # (WorldLayout, split) -> annotation files
     image_subdirs: tuple[str, ...] = ()  # under the image root; only this format writes there
+    # The fraction of world images that get an entry (drawn from the format's own `:share` stream).
+    # Formats with images of their own (a cover, a CLEVR scene, a photo) use part of the world, as
+    # the real datasets are smaller than COCO; it also keeps generation time near what it was.
+    share: float = 1.0
+
+    def entry(self, ctx: ImageContext) -> Any:
+        """`make(ctx)` for the images in this format's share, None for the others."""
+        if self.share < 1.0 and ctx.rng(f"{self.name}:share").random() >= self.share:
+            return None
+        return self.make(ctx)
 
 
 FORMATS: dict[str, WorldFormat] = {}

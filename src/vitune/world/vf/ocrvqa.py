@@ -168,6 +168,8 @@ def write(layout: WorldLayout, records: list[dict]) -> None:
     data = {}
     for r in sorted(records, key=lambda r: r["idx"]):
         b = r["extras"][NAME]
+        if b is None:  # not in OCR-VQA's share of the world
+            continue
         data[b["id"]] = {
             "imageURL": f"{URL_ROOT}/ocrvqa/images/I/{b['id']}.jpg",
             "questions": b["questions"],
@@ -188,4 +190,4 @@ def files(layout: WorldLayout, split: str) -> list[Path]:
     return [dataset_file(layout)]
 
 
-FORMAT = register(WorldFormat(NAME, make, write, blocks, files, image_subdirs=(SUBDIR,)))
+FORMAT = register(WorldFormat(NAME, make, write, blocks, files, image_subdirs=(SUBDIR,), share=0.5))

@@ -160,4 +160,4 @@ def files(layout: WorldLayout, split: str) -> list[Path]:
     return [annotations_file(layout, split)]
 
 
-FORMAT = register(WorldFormat(NAME, make, write, blocks, files, image_subdirs=(SUBDIR,)))
+FORMAT = register(WorldFormat(NAME, make, write, blocks, files, image_subdirs=(SUBDIR,), share=0.5))
