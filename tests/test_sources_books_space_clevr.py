@@ -10,27 +10,10 @@ from typing import Any
 
 import pytest
 
+from source_helpers import assert_reconciles, reasons, write
 from vitune.data.ledger import Ledger
 from vitune.sources import merge_records, read_clevr, read_coco, read_ocrvqa, read_vsr
 from vitune.sources.spec import load_sources, load_spec_file, spec_from_pairs
-from vitune.sources.stats import SourceResult
-
-
-def write(path: Path, data: Any) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    return path
-
-
-def reasons(ledger: Ledger) -> list[tuple[str, str]]:
-    return [(r.locator, r.reason) for r in ledger.items]
-
-
-def assert_reconciles(res: SourceResult, ledger: Ledger) -> None:
-    for s in res.stats:
-        assert s.seen == s.kept + s.rejected, s
-    assert sum(s.rejected for s in res.stats) == len(ledger)
-
 
 # ---------------------------------------------------------------- OCR-VQA
 
@@ -95,7 +78,7 @@ def test_ocrvqa_books_questions_meta_split_and_rejections(tmp_path: Path) -> Non
     }
     st = res.stats[0]
     assert (st.seen, st.kept, st.rejected, st.filtered) == (10, 2, 8, 1)
-    assert_reconciles(res, ledger)
+    assert_reconciles(res, ledger, complete=True)
     everything = read_ocrvqa(path, ledger=Ledger())  # split "": every book, split from its code
     assert everything.records["ocrvqa:0000000002"].split == "val"
     with pytest.raises(ValueError, match="no split 'minival'"):
@@ -197,7 +180,7 @@ def test_vsr_statements_subj_obj_and_rejections(tmp_path: Path) -> None:
     assert got[4][1] == "missing or empty 'caption' or 'relation'"
     assert got[5][1] == "line is not a JSON object" and got[6][1].startswith("invalid JSON")
     assert got[7][1] == "'label' must be 0 (false) or 1 (true), got True"
-    assert_reconciles(res, ledger)
+    assert_reconciles(res, ledger, complete=True)
     known = Ledger()
     only = read_vsr(vsr_file(tmp_path), ledger=known, known_images={"239417"})
     assert sorted(only.records) == ["239417"]
@@ -314,7 +297,7 @@ def test_clevr_questions_programs_scenes_and_rejections(tmp_path: Path) -> None:
         ("questions[7]", "'image_index' must be a non-negative integer, got -1"),
         ("questions[8]", "question is not an object"),
     ]
-    assert_reconciles(res, ledger)
+    assert_reconciles(res, ledger, complete=True)
 
 
 def test_clevr_test_split_has_no_answers(tmp_path: Path) -> None:

@@ -7,32 +7,16 @@ record of the same image, and the `SourceSpec` / `--source` forms.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from source_helpers import assert_reconciles, reasons, write
 from vitune.data.ledger import Ledger
 from vitune.sources import merge_records, read_aokvqa, read_coco, read_okvqa, read_vizwiz, read_vqav2
 from vitune.sources.spec import SpecError, load_sources, load_spec_file, spec_from_pairs
 from vitune.sources.stats import SourceResult
-
-
-def write(path: Path, data: Any) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    return path
-
-
-def reasons(ledger: Ledger) -> list[tuple[str, str]]:
-    return [(r.locator, r.reason) for r in ledger.items]
-
-
-def assert_reconciles(res: SourceResult, ledger: Ledger) -> None:
-    for s in res.stats:
-        assert s.seen == s.kept + s.rejected, s
-        assert s.rejected == sum(1 for r in ledger.items if r.file == s.file and r.stage == s.stage)
 
 
 def dump(res: SourceResult) -> list[dict]:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from source_helpers import assert_reconciles, reasons, write
 from vitune.data.ledger import Ledger
 from vitune.data.records import QA, ImageRecord
 from vitune.sources import (
@@ -28,25 +29,6 @@ from vitune.sources import (
     vg_image_keys,
 )
 from vitune.sources.stats import SourceResult
-
-
-def write(path: Path, data: Any) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    return path
-
-
-def reasons(ledger: Ledger) -> list[tuple[str, str]]:
-    return [(r.locator, r.reason) for r in ledger.items]
-
-
-def assert_reconciles(res: SourceResult, ledger: Ledger) -> None:
-    per_file: dict[str, int] = {}
-    for s in res.stats:
-        assert s.seen == s.kept + s.rejected, s
-        per_file[s.file] = per_file.get(s.file, 0) + s.rejected
-    for f, n in per_file.items():
-        assert n == sum(1 for r in ledger.items if r.file == f), f
 
 
 def dump(res: SourceResult) -> list[dict]:
