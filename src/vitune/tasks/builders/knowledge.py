@@ -83,20 +83,11 @@ def aokvqa_mc_rationale(record: ImageRecord, rng: random.Random, ctx: BuildConte
     return [Sample(fields, _meta(qa), choices=list(qa.choices))]
 
 
-@builder("aokvqa_answer_rationale")
-def aokvqa_answer_rationale(record: ImageRecord, rng: random.Random, ctx: BuildContext) -> list[Sample]:
-    return [
-        Sample(
-            {"question": qa.question.strip(), "answer": _correct(qa), "rationale": _rationale(qa, rng)},
-            _meta(qa),
-        )
-        for qa in _aokvqa(record)
-        if qa.rationale.strip()
-    ]
-
-
+# Both tasks read the same fields (question, answer, one of the rationales); their catalog entries
+# differ in what the model is given (the answer too, for "explain") and what it writes.
 @builder("aokvqa_explain_answer")
-def aokvqa_explain_answer(record: ImageRecord, rng: random.Random, ctx: BuildContext) -> list[Sample]:
+@builder("aokvqa_answer_rationale")
+def aokvqa_with_rationale(record: ImageRecord, rng: random.Random, ctx: BuildContext) -> list[Sample]:
     return [
         Sample(
             {"question": qa.question.strip(), "answer": _correct(qa), "rationale": _rationale(qa, rng)},
