@@ -16,9 +16,9 @@ read, the image root), so every caller can write the same manifest and reconcile
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, PlainSerializer, model_validator
 
 from vitune.data.ledger import Ledger
 from vitune.sources.spec import (
@@ -31,15 +31,19 @@ from vitune.sources.spec import (
 )
 
 
+# Dumped as text in both modes: a recipe's stage (which holds one) is written to JSON as it is.
+PathStr = Annotated[Path, PlainSerializer(str, return_type=str)]
+
+
 class SourcesInput(BaseModel):
     """Exactly one of `world`, `sources`, `source` (the last with `image_root`), and a split."""
 
     model_config = ConfigDict(extra="forbid")
 
-    world: Path | None = None
-    sources: Path | None = None
+    world: PathStr | None = None
+    sources: PathStr | None = None
     source: list[str] = []
-    image_root: Path | None = None
+    image_root: PathStr | None = None
     split: str | None = None
     world_formats: Literal["all", "core"] = "all"
 
