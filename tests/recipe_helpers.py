@@ -27,7 +27,7 @@ def tiny_recipe(world: Path, data: Path, **stage_over) -> dict:
             {
                 "name": "vision",
                 "kind": "dense_vision",
-                "records": {"world": str(world), "split": "train"},
+                "records": {"world": str(world), "split": "train", "world_formats": "core"},
                 "train": {"vision": "full", "projector": "frozen", "llm": "frozen"},
                 "lr": 2e-3,
                 "max_steps": 3,

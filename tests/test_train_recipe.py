@@ -257,7 +257,7 @@ def test_relative_paths_resolve_against_cwd_for_bundled_and_the_file_for_files(t
     names = {"world": "w", "tasks": "data/instances", "images": "w/images", "chat": "c.json"}
     bundled = load_recipe("tiny-two-stage", names)
     assert bundled.stage("stage1").data[0].path == str(tmp_path / "data/instances")
-    assert bundled.stage("vision").records.world == str(tmp_path / "w")
+    assert bundled.stage("vision").records.world == tmp_path / "w"
     sub = tmp_path / "recipes"
     sub.mkdir()
     (sub / "r.yaml").write_text("name: r\nmodel: {preset: micro}\nstages: [{name: s, data: [{path: d}]}]\n")
