@@ -30,7 +30,6 @@ from vitune.sources.spec import (
     spec_from_pairs,
 )
 
-
 # Dumped as text in both modes: a recipe's stage (which holds one) is written to JSON as it is.
 PathStr = Annotated[Path, PlainSerializer(str, return_type=str)]
 
