@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from vitune.cli.app import app, tasks_app
+from vitune.cli.inputs import ImageRootOption, SourceOption, SourcesOption, SplitOption, WorldOption
 from vitune.utils.progress import console, make_progress, print_rows, print_table
 
 
@@ -111,28 +112,11 @@ def _fail(e: Exception) -> NoReturn:
 @app.command()
 def build(
     out: Annotated[Path, typer.Option(help="Output folder for the instance set and exports.")],
-    world_dir: Annotated[
-        Path | None, typer.Option("--world", help="An embedded world folder (from `vitune world`).")
-    ] = None,
-    sources: Annotated[
-        Path | None,
-        typer.Option("--sources", help="A sources YAML (SourceSpec fields; paths relative to it)."),
-    ] = None,
-    source: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--source",
-            help="KIND=PATH (repeatable), e.g. coco_instances=..., coco_captions=..., vg=DIR, "
-            "vqa_questions=..., vqa_annotations=..., gqa=..., textvqa=..., scienceqa=..., "
-            "refcoco=..., imagefolder=DIR, or an option such as coco_image_subdir=train2014.",
-        ),
-    ] = None,
-    image_root: Annotated[
-        Path | None, typer.Option(help="Folder the image paths are relative to (with --source).")
-    ] = None,
-    split: Annotated[
-        str | None, typer.Option(help="Split to build from (world default: train; overrides the YAML's).")
-    ] = None,
+    world_dir: WorldOption = None,
+    sources: SourcesOption = None,
+    source: SourceOption = None,
+    image_root: ImageRootOption = None,
+    split: SplitOption = None,
     task: Annotated[list[str] | None, typer.Option(help="Task name (repeatable).")] = None,
     category: Annotated[list[str] | None, typer.Option(help="Vision-Flan category (repeatable).")] = None,
     tasks_file: Annotated[

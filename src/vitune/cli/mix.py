@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from vitune.cli.app import app
+from vitune.cli.inputs import ImageRootOption, SourceOption, SourcesOption, SplitOption, WorldOption
 from vitune.utils.progress import console, make_progress, print_rows, print_table
 
 
@@ -79,27 +80,18 @@ def curate(
 @app.command()
 def synth(
     out: Annotated[Path, typer.Option(help="Output folder.")],
-    world_dir: Annotated[
-        Path | None, typer.Option("--world", help="An embedded world folder to read records from.")
-    ] = None,
-    sources: Annotated[
-        Path | None,
-        typer.Option(help="A SourceSpec YAML naming real annotation files (COCO, Visual Genome, VQAv2)."),
-    ] = None,
-    source: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="KIND=PATH (coco_instances, coco_captions, vg, vqa, ...), repeatable; see `build`."
-        ),
-    ] = None,
-    image_root: Annotated[
-        Path | None, typer.Option(help="Folder the image paths are relative to (with --source).")
-    ] = None,
-    split: Annotated[
-        str | None, typer.Option(help="Split to read (world default: train; overrides a sources file's).")
-    ] = None,
+    world_dir: WorldOption = None,
+    sources: SourcesOption = None,
+    source: SourceOption = None,
+    image_root: ImageRootOption = None,
+    split: SplitOption = None,
     generators: Annotated[
-        str, typer.Option(help="Comma-separated generator names.")
+        str,
+        typer.Option(
+            help="Comma-separated generator names (default: conversation, complex_reasoning, "
+            "referring_qa, detail_description, dialog).",
+            show_default=False,
+        ),
     ] = "conversation,complex_reasoning,referring_qa,detail_description,dialog",
     backend: Annotated[
         str, typer.Option(help="template (offline) or openai (any OpenAI-compatible server).")
