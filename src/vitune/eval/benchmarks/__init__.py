@@ -12,6 +12,7 @@ below so that it registers.
 
 from vitune.eval.benchmarks import (  # noqa: F401 - imported to register the benchmarks
     ai2d,
+    aokvqa,
     chair,
     gqa,
     imagefolder,
@@ -21,10 +22,12 @@ from vitune.eval.benchmarks import (  # noqa: F401 - imported to register the be
     mmbench,
     mme,
     mmmu,
+    okvqa,
     pope,
     scienceqa,
     seed_bench,
     textvqa,
+    vizwiz,
     vqav2,
 )
 from vitune.eval.benchmarks.base import (

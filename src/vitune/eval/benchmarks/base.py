@@ -1,7 +1,7 @@
 """The benchmark registry: `BenchItem`, the `Benchmark` base class, `@register_benchmark`, `get_benchmark`.
 
 A benchmark is one module in this package holding one `Benchmark` subclass decorated with
-`@register_benchmark`. It reads the OFFICIAL files from a local path (`load`), phrases every item as
+`@register_benchmark` (a dataset with two tasks, A-OKVQA's MC and DA, registers both in its module). It reads the OFFICIAL files from a local path (`load`), phrases every item as
 LLaVA-1.5 asks it (`BenchItem.question` is the full user text, suffix included), and scores
 predictions exactly as the official script does (`score`). Nothing here downloads anything.
 
