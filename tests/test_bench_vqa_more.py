@@ -249,7 +249,8 @@ def test_aokvqa_da_scores_by_protocol(tmp_path):
     assert items[0].question == "Question a1?" + SHORT
     preds = {"a1": "Blue.", "a2": "Two.", "a4": "Yellow"}
     assert official.score(preds, items)["overall"] == 0.0  # exact match: nothing is equal
-    paper = get_benchmark("aokvqa_da")
+    assert get_benchmark("aokvqa_da").active_protocol == "official"  # no published pipeline to follow
+    paper = get_benchmark("aokvqa_da", protocol="paper")
     s = paper.score(preds, items)
     # "blue": 6 matches -> 1; "2": 1 match -> 1/3 ("two" is never normalized); "yellow": 2 -> 2/3
     assert s["per_item"] == pytest.approx({"a1": 1.0, "a2": 1 / 3, "a4": 2 / 3})
