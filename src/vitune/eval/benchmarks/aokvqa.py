@@ -41,6 +41,7 @@ from vitune.eval.benchmarks.base import (
     pair_predictions,
     read_json,
     register_benchmark,
+    scorable,
 )
 from vitune.eval.vqav2 import evalai_answer
 
@@ -128,11 +129,7 @@ class AOKVQAMultipleChoice(_AOKVQA):
     def score(
         self, preds: Mapping[str, str], items: Iterable[BenchItem], *, missing: Missing = "error"
     ) -> dict[str, Any]:
-        items = list(items)
-        if any(not it.answers for it in items):
-            raise ValueError(
-                "A-OKVQA items without correct_choice_idx (test split?) cannot be scored locally"
-            )
+        items = scorable(items, "A-OKVQA items without correct_choice_idx")
         pairs, n_missing = pair_predictions(preds, items, missing)
         hits: dict[str, float] = {}
         by_cat: dict[str, list[float]] = defaultdict(list)
@@ -183,9 +180,7 @@ class AOKVQADirectAnswer(_AOKVQA):
     def score(
         self, preds: Mapping[str, str], items: Iterable[BenchItem], *, missing: Missing = "error"
     ) -> dict[str, Any]:
-        items = list(items)
-        if any(not it.answers for it in items):
-            raise ValueError("A-OKVQA items without direct_answers (test split?) cannot be scored locally")
+        items = scorable(items, "A-OKVQA items without direct_answers")
         pairs, n_missing = pair_predictions(preds, items, missing)
         paper = self.active_protocol == "paper"
         accs = {

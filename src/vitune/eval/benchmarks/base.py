@@ -258,6 +258,15 @@ def group_pct(groups: Mapping[str, list[bool]]) -> dict[str, float]:
     return {k: pct(sum(v), len(v)) for k, v in sorted(groups.items())}
 
 
+def scorable(items: Iterable[BenchItem], what: str) -> list[BenchItem]:
+    """`items` as a list, or a ValueError when any has no ground truth (a test split is scored by
+    the benchmark's server, never locally). `what` names it: "VQAv2 items without answers"."""
+    items = list(items)
+    if any(not it.answers for it in items):
+        raise ValueError(f"{what} (test split?) cannot be scored locally")
+    return items
+
+
 def pair_predictions(
     preds: Mapping[str, str], items: Iterable[BenchItem], missing: Missing
 ) -> tuple[list[tuple[BenchItem, str | None]], int]:

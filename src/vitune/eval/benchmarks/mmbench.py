@@ -52,6 +52,7 @@ from vitune.eval.benchmarks.base import (
     pair_predictions,
     pct,
     register_benchmark,
+    scorable,
 )
 
 Judge = Callable[[str, dict[str, str], str], "str | None"]
@@ -217,9 +218,7 @@ class MMBench(Benchmark):
     def score(
         self, preds: Mapping[str, str], items: Iterable[BenchItem], *, missing: Missing = "error"
     ) -> dict[str, Any]:
-        items = list(items)
-        if any(not it.answers for it in items):
-            raise ValueError("MMBench items without an answer (test split?) cannot be scored locally")
+        items = scorable(items, "MMBench items without an answer")
         pairs, n_missing = pair_predictions(preds, items, missing)
         groups: dict[int, list[tuple[BenchItem, str | None]]] = defaultdict(list)
         for it, p in pairs:

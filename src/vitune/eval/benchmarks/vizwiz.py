@@ -52,6 +52,7 @@ from vitune.eval.benchmarks.base import (
     pair_predictions,
     read_json,
     register_benchmark,
+    scorable,
 )
 from vitune.eval.vqav2 import (
     _OFFICIAL_PERIOD_COUNT,
@@ -158,9 +159,7 @@ class VizWiz(Benchmark):
     def score(
         self, preds: Mapping[str, str], items: Iterable[BenchItem], *, missing: Missing = "error"
     ) -> dict[str, Any]:
-        items = list(items)
-        if any(not it.answers for it in items):
-            raise ValueError("VizWiz items without answers (test split?) cannot be scored locally")
+        items = scorable(items, "VizWiz items without answers")
         pairs, n_missing = pair_predictions(preds, items, missing)
         accs: dict[str, float] = {}
         by_type: dict[str, list[float]] = defaultdict(list)

@@ -26,6 +26,7 @@ from vitune.eval.benchmarks.base import (
     find_one,
     read_json,
     register_benchmark,
+    scorable,
 )
 from vitune.eval.vqav2 import score_vqa
 
@@ -67,9 +68,7 @@ class VQAv2(Benchmark):
     def score(
         self, preds: Mapping[str, str], items: Iterable[BenchItem], *, missing: Missing = "error"
     ) -> dict[str, Any]:
-        items = list(items)
-        if any(not it.answers for it in items):
-            raise ValueError("VQAv2 items without answers (test split?) cannot be scored locally")
+        items = scorable(items, "VQAv2 items without answers")
         qas = [
             QA(it.item_id, it.meta.get("raw_question", ""), it.answers, it.category, it.subcategory)
             for it in items
