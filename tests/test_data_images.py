@@ -73,3 +73,23 @@ def test_size_refused_before_decoding(files):
     with pytest.raises(ImageError, match="too large"):
         open_image(data)
     assert check_image(b"") == "empty image data"
+
+
+def test_the_jpeg_check_at_reduced_scale_still_reads_every_block():
+    """`check_image` decodes JPEGs at 1/8 scale: a file cut anywhere or with a damaged middle must
+    still be refused, exactly as the full decode refuses it."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (336, 336, 3), dtype=np.uint8)).save(buf, "JPEG", quality=90)
+    data = buf.getvalue()
+    assert check_image(data) is None
+    for cut in (0.3, 0.6, 0.9, 0.99):
+        part = data[: int(len(data) * cut)]
+        assert (check_image(part) or "").startswith("unreadable image (OSError: image file is truncated"), cut
+        with pytest.raises(ImageError):
+            open_image(part)
+    bad = bytearray(data)
+    bad[len(bad) // 2 : len(bad) // 2 + 200] = b"\xff" * 200
+    assert (check_image(bytes(bad)) or "").startswith("unreadable image")

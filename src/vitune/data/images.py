@@ -64,18 +64,36 @@ def _check_size(size: tuple[int, int], limits: ImageLimits, source: object) -> N
 
 
 def open_image(
-    src: str | os.PathLike | bytes,
-    limits: ImageLimits = ImageLimits(),
-    *,
-    source: object = None,
-    draft: bool = False,
+    src: str | os.PathLike | bytes, limits: ImageLimits = ImageLimits(), *, source: object = None
 ) -> Image.Image:
     """Decode an image file (a path or its bytes) to RGB after checking its header against `limits`.
 
     Raises `ImageError` for anything unusable: missing or empty file, not an image, truncated or
-    corrupt data, a size over the limits (checked before decoding), a decompression bomb. `draft`
-    (for checks only) decodes a JPEG at 1/8 scale and returns it undecoded to RGB.
+    corrupt data, a size over the limits (checked before decoding), a decompression bomb.
     """
+    img = _decode(src, limits, source, check_only=False)
+    assert img is not None
+    return img
+
+
+def check_image(src: str | os.PathLike | bytes, limits: ImageLimits = ImageLimits()) -> str | None:
+    """Why `src` is not a usable image (the `ImageError` reason), or None when it decodes fine.
+
+    The whole file is decoded (truncated or corrupt data fails as in `open_image`), but a JPEG at
+    1/8 scale: libjpeg still reads every entropy-coded block and only skips most of the inverse
+    DCT, which makes the check of a data set's images several times cheaper.
+    """
+    try:
+        _decode(src, limits, None, check_only=True)
+    except ImageError as e:
+        return e.reason
+    return None
+
+
+def _decode(
+    src: str | os.PathLike | bytes, limits: ImageLimits, source: object, *, check_only: bool
+) -> Image.Image | None:
+    """The one decode behind `open_image` (RGB) and `check_image` (decoded and dropped)."""
     name = source if source is not None else ("<bytes>" if isinstance(src, bytes) else src)
     if isinstance(src, bytes):
         if not src:
@@ -94,11 +112,11 @@ def open_image(
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(fh) as im:  # reads the header only
                 _check_size(im.size, limits, name)
-                if draft:
-                    im.draft(im.mode, (max(1, im.width // 8), max(1, im.height // 8)))
-                    im.load()
-                    return im
-                return im.convert("RGB")
+                if not check_only:
+                    return im.convert("RGB")
+                im.draft(im.mode, (max(1, im.width // 8), max(1, im.height // 8)))  # JPEG only
+                im.load()
+                return None
     except ImageError:
         raise
     except Image.DecompressionBombError as e:
@@ -107,20 +125,6 @@ def open_image(
         raise ImageError(name, f"unreadable image ({type(e).__name__}: {e})") from e
     except MemoryError as e:
         raise ImageError(name, "image too large to decode") from e
-
-
-def check_image(src: str | os.PathLike | bytes, limits: ImageLimits = ImageLimits()) -> str | None:
-    """Why `src` is not a usable image (the `ImageError` reason), or None when it decodes fine.
-
-    The whole file is decoded (truncated or corrupt data fails as in `open_image`), but a JPEG at
-    1/8 scale: libjpeg still reads every entropy-coded block and only skips most of the inverse
-    DCT, which makes the check of a data set's images several times cheaper.
-    """
-    try:
-        open_image(src, limits, draft=True)
-    except ImageError as e:
-        return e.reason
-    return None
 
 
 def _check_one(args: tuple[str, ImageLimits]) -> str | None:
