@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 
 from vitune.data.ledger import Ledger
 from vitune.data.paths import check_rel_path, image_prefix
-from vitune.data.records import QA, ImageRecord
+from vitune.data.records import QA
 from vitune.sources.block import SourceBlock
 from vitune.sources.fields import clean_text
 from vitune.sources.jsonio import gc_paused
@@ -118,11 +118,7 @@ def read_vsr(
             t.reject(f"line {n}", f"duplicate caption for image {key}: {qa.question!r}")
             continue
         seen.add((key, qa.question.lower()))
-        rec = result.records.get(key)
-        if rec is None:
-            name = prefix + qa.meta["image"]
-            rec = result.records[key] = ImageRecord(key, name, 0, 0, split=split, sources=[SOURCE])
-        rec.qas.append(qa)
+        result.record(key, prefix + qa.meta["image"], split).qas.append(qa)
         t.stats.kept += 1
     result.stats.append(t.stats)
     return result
