@@ -38,7 +38,7 @@ from vitune.data.paths import check_rel_path, image_prefix
 from vitune.data.records import QA
 from vitune.sources.block import SourceBlock
 from vitune.sources.fields import clean_text
-from vitune.sources.jsonio import gc_paused
+from vitune.sources.jsonio import gc_paused, read_text
 from vitune.sources.stats import SourceResult, Tally
 
 STAGE = "sources.vsr"
@@ -95,14 +95,7 @@ def read_vsr(
     ledger = ledger if ledger is not None else Ledger()
     known = set(known_images) if known_images is not None else None
     path = Path(statements)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError as e:
-        raise FileNotFoundError(f"{path}: file not found") from e
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not UTF-8 ({e.reason})") from e
-    except IsADirectoryError as e:
-        raise ValueError(f"{path}: is a directory, expected a JSONL file") from e
+    text = read_text(path, "a JSONL file")
     result = SourceResult(SOURCE)
     t = Tally(ledger, STAGE, str(path), "statements")
     seen: set[tuple[str, str]] = set()
