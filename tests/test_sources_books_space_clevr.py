@@ -189,6 +189,15 @@ def test_vsr_statements_subj_obj_and_rejections(tmp_path: Path) -> None:
         read_vsr(tmp_path / "missing.jsonl")
 
 
+def test_vsr_unreadable_files_name_the_file_and_the_place(tmp_path: Path) -> None:
+    bad = tmp_path / "latin1.jsonl"
+    bad.write_bytes(b'{"image": "1.jpg"}\n{"caption": "caf\xe9"}\n')
+    with pytest.raises(ValueError, match=r"latin1\.jsonl: not UTF-8 at byte 35 \(line 2\)"):
+        read_vsr(bad)
+    with pytest.raises(ValueError, match=r"is a directory, expected a JSONL file"):
+        read_vsr(tmp_path)
+
+
 def test_vsr_lands_on_the_coco_record(tmp_path: Path) -> None:
     ledger = Ledger()
     coco = read_coco(coco_files(tmp_path), image_subdir="train2017", ledger=ledger)

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 from vitune.data.ledger import Ledger
 from vitune.data.paths import check_rel_path
-from vitune.data.records import QA, ImageRecord
+from vitune.data.records import QA
 from vitune.sources.block import SourceBlock
 from vitune.sources.fields import as_id, clean_text
 from vitune.sources.jsonio import gc_paused, load_json
@@ -93,10 +93,7 @@ def read_aokvqa(
             t.reject(loc, reason, question_id=qa.question_id)
             continue
         seen_q.add(qa.question_id)
-        rec = result.records.get(iid)
-        if rec is None:
-            rec = result.records[iid] = ImageRecord(iid, name, 0, 0, split=split, sources=[SOURCE])
-        rec.qas.append(qa)
+        result.record(iid, name, split).qas.append(qa)
         t.stats.kept += 1
     result.stats.append(t.stats)
     return result

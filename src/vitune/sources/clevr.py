@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 
 from vitune.data.ledger import Ledger
 from vitune.data.paths import check_rel_path, image_prefix
-from vitune.data.records import QA, ImageRecord
+from vitune.data.records import QA
 from vitune.sources.block import SourceBlock
 from vitune.sources.fields import as_number, clean_text
 from vitune.sources.jsonio import gc_paused, load_json, require_list
@@ -114,13 +114,6 @@ def _image(entry: dict[str, Any], prefix: str, split: str) -> tuple[str, str, st
     return KEY_PREFIX + Path(fname).stem, name, ""
 
 
-def _record(result: SourceResult, key: str, name: str, split: str) -> ImageRecord:
-    rec = result.records.get(key)
-    if rec is None:
-        rec = result.records[key] = ImageRecord(key, name, 0, 0, split=split, sources=[SOURCE])
-    return rec
-
-
 def _read_scenes(
     path: Path, items: list[Any], prefix: str, split: str, result: SourceResult, ledger: Ledger
 ) -> None:
@@ -139,7 +132,7 @@ def _read_scenes(
         if key in result.records:
             t.reject(loc, f"duplicate scene for {key}")
             continue
-        rec = _record(result, key, name, split)
+        rec = result.record(key, name, split)
         rec.meta["clevr_objects"] = objects
         rels = s.get("relationships")
         if isinstance(rels, dict):
@@ -188,7 +181,7 @@ def _read_questions(
             t.reject(loc, f"duplicate question_index {qa.meta['question_index']}")
             continue
         seen_q.add(qa.question_id)
-        _record(result, key, name, split).qas.append(qa)
+        result.record(key, name, split).qas.append(qa)
         t.stats.kept += 1
     result.stats.append(t.stats)
 

@@ -46,20 +46,7 @@ def load_json(path: str | os.PathLike, expect: type | tuple[type, ...] | None = 
     the line/column (syntax) or the expected shape (wrong top-level type).
     """
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError as e:
-        raise FileNotFoundError(f"{path}: file not found") from e
-    except IsADirectoryError as e:
-        raise ValueError(f"{path}: is a directory, expected a JSON file") from e
-    except OSError as e:
-        raise OSError(f"{path}: cannot read ({e.strerror})") from e
-    try:
-        text = raw.decode("utf-8-sig")  # tolerate a BOM, which some editors add
-    except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        raise ValueError(f"{path}: not UTF-8 at byte {e.start} (line {line}): {e.reason}") from e
-    del raw
+    text = read_text(path, "a JSON file")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
@@ -68,6 +55,26 @@ def load_json(path: str | os.PathLike, expect: type | tuple[type, ...] | None = 
         want = shape or _type_names(expect)
         raise ValueError(f"{path}: expected {want} at the top level, got {_json_type(data)}")
     return data
+
+
+def read_text(path: str | os.PathLike, what: str) -> str:
+    """The UTF-8 text of `path` (a BOM tolerated). Raises FileNotFoundError naming the file when it
+    is missing, ValueError naming it for a directory (`what` is the file expected) or bytes that
+    are not UTF-8 (with the byte and line), OSError naming it when it cannot be read."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"{path}: file not found") from e
+    except IsADirectoryError as e:
+        raise ValueError(f"{path}: is a directory, expected {what}") from e
+    except OSError as e:
+        raise OSError(f"{path}: cannot read ({e.strerror})") from e
+    try:
+        return raw.decode("utf-8-sig")  # tolerate a BOM, which some editors add
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise ValueError(f"{path}: not UTF-8 at byte {e.start} (line {line}): {e.reason}") from e
 
 
 def require_list(

@@ -63,6 +63,13 @@ class SourceResult:
     # problems under "text_only"); their count is in the matching `ReadStats.filtered`.
     filtered_ids: dict[str, list[str]] = field(default_factory=dict)
 
+    def record(self, key: str, file_name: str, split: str) -> ImageRecord:
+        """The record `key`, first made (size unknown, from this source) when it is not there yet."""
+        rec = self.records.get(key)
+        if rec is None:
+            rec = self.records[key] = ImageRecord(key, file_name, 0, 0, split=split, sources=[self.source])
+        return rec
+
     def stat(self, file_suffix: str, section: str) -> ReadStats:
         """The stats of `section` in the file whose path ends with `file_suffix` (for tests, reports)."""
         for s in self.stats:

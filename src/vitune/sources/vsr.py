@@ -35,10 +35,10 @@ from typing import Any, ClassVar
 
 from vitune.data.ledger import Ledger
 from vitune.data.paths import check_rel_path, image_prefix
-from vitune.data.records import QA, ImageRecord
+from vitune.data.records import QA
 from vitune.sources.block import SourceBlock
 from vitune.sources.fields import clean_text
-from vitune.sources.jsonio import gc_paused
+from vitune.sources.jsonio import gc_paused, read_text
 from vitune.sources.stats import SourceResult, Tally
 
 STAGE = "sources.vsr"
@@ -95,14 +95,7 @@ def read_vsr(
     ledger = ledger if ledger is not None else Ledger()
     known = set(known_images) if known_images is not None else None
     path = Path(statements)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError as e:
-        raise FileNotFoundError(f"{path}: file not found") from e
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not UTF-8 ({e.reason})") from e
-    except IsADirectoryError as e:
-        raise ValueError(f"{path}: is a directory, expected a JSONL file") from e
+    text = read_text(path, "a JSONL file")
     result = SourceResult(SOURCE)
     t = Tally(ledger, STAGE, str(path), "statements")
     seen: set[tuple[str, str]] = set()
@@ -118,11 +111,7 @@ def read_vsr(
             t.reject(f"line {n}", f"duplicate caption for image {key}: {qa.question!r}")
             continue
         seen.add((key, qa.question.lower()))
-        rec = result.records.get(key)
-        if rec is None:
-            name = prefix + qa.meta["image"]
-            rec = result.records[key] = ImageRecord(key, name, 0, 0, split=split, sources=[SOURCE])
-        rec.qas.append(qa)
+        result.record(key, prefix + qa.meta["image"], split).qas.append(qa)
         t.stats.kept += 1
     result.stats.append(t.stats)
     return result

@@ -79,8 +79,4 @@ def blocks(layout: WorldLayout, split: str) -> list[AOKVQASource]:
     return [AOKVQASource(questions=aokvqa_file(layout, split), file_pattern=None)]
 
 
-def files(layout: WorldLayout, split: str) -> list[Path]:
-    return [aokvqa_file(layout, split)]
-
-
-FORMAT = register(WorldFormat(NAME, make, write, blocks, files))
+FORMAT = register(WorldFormat(NAME, make, write, blocks))

@@ -234,8 +234,4 @@ def blocks(layout: WorldLayout, split: str) -> list[CLEVRSource]:
     ]
 
 
-def files(layout: WorldLayout, split: str) -> list[Path]:
-    return [questions_file(layout, split), scenes_file(layout, split)]
-
-
-FORMAT = register(WorldFormat(NAME, make, write, blocks, files, image_subdirs=(SUBDIR,), share=0.5))
+FORMAT = register(WorldFormat(NAME, make, write, blocks, image_subdirs=(SUBDIR,), share=0.5))

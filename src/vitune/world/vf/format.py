@@ -1,6 +1,6 @@
 """`WorldFormat`: one later Vision-Flan source as the world writes it, and the registry of them.
 
-A format is four functions:
+A format is three functions:
 
 - `make(ctx)`: in a generator worker, this image's entry (any JSON-able value, or None for none;
   called for the fraction `share` of the images only),
@@ -9,7 +9,7 @@ A format is four functions:
 - `write(layout, records)`: after ids are assigned, the official annotation files from every
   record's `r["extras"][name]` (records carry `split`, `image_id`, `file_name`, `objects`, ...);
 - `blocks(layout, split)`: the `SourceBlock`s that read one split back (the same readers as real data);
-- `files(layout, split)`: the annotation files of one split (manifests, "is this world complete").
+  the split's annotation files (`WorldFormat.files`) are the files those blocks read.
 """
 
 from __future__ import annotations
@@ -46,12 +46,15 @@ class WorldFormat:
     make: Callable[[ImageContext], Any]
     write: Callable[[Any, list[dict]], None]  # (WorldLayout, records)
     blocks: Callable[[Any, str], list[Any]]  # (WorldLayout, split) -> [SourceBlock]
-    files: Callable[[Any, str], list[Path]]  # (WorldLayout, split) -> annotation files
     image_subdirs: tuple[str, ...] = ()  # under the image root; only this format writes there
     # The fraction of world images that get an entry (drawn from the format's own `:share` stream).
     # Formats with images of their own (a cover, a CLEVR scene, a photo) use part of the world, as
     # the real datasets are smaller than COCO; it also keeps generation time near what it was.
     share: float = 1.0
+
+    def files(self, layout: Any, split: str) -> list[Path]:
+        """The annotation files of one split (manifests, "is this world complete"): what its blocks read."""
+        return [p for b in self.blocks(layout, split) for p in b.files()]
 
     def entry(self, ctx: ImageContext) -> Any:
         """`make(ctx)` for the images in this format's share, None for the others."""

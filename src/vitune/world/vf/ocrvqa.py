@@ -186,8 +186,4 @@ def blocks(layout: WorldLayout, split: str) -> list[OCRVQASource]:
     return [OCRVQASource(dataset=dataset_file(layout), image_subdir=SUBDIR)]
 
 
-def files(layout: WorldLayout, split: str) -> list[Path]:
-    return [dataset_file(layout)]
-
-
-FORMAT = register(WorldFormat(NAME, make, write, blocks, files, image_subdirs=(SUBDIR,), share=0.5))
+FORMAT = register(WorldFormat(NAME, make, write, blocks, image_subdirs=(SUBDIR,), share=0.5))

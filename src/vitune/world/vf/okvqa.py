@@ -96,8 +96,4 @@ def blocks(layout: WorldLayout, split: str) -> list[OKVQASource]:
     return [OKVQASource(questions=questions_file(layout, split), annotations=annotations_file(layout, split))]
 
 
-def files(layout: WorldLayout, split: str) -> list[Path]:
-    return [questions_file(layout, split), annotations_file(layout, split)] if split in SPLITS else []
-
-
-FORMAT = register(WorldFormat(NAME, make, write, blocks, files))
+FORMAT = register(WorldFormat(NAME, make, write, blocks))

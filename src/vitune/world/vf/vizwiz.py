@@ -156,8 +156,4 @@ def blocks(layout: WorldLayout, split: str) -> list[VizWizSource]:
     return [VizWizSource(annotations=annotations_file(layout, split), image_subdir=f"{SUBDIR}/{split}")]
 
 
-def files(layout: WorldLayout, split: str) -> list[Path]:
-    return [annotations_file(layout, split)]
-
-
-FORMAT = register(WorldFormat(NAME, make, write, blocks, files, image_subdirs=(SUBDIR,), share=0.5))
+FORMAT = register(WorldFormat(NAME, make, write, blocks, image_subdirs=(SUBDIR,), share=0.5))

@@ -118,8 +118,4 @@ def blocks(layout: WorldLayout, split: str) -> list[VSRSource]:
     return [VSRSource(statements=vsr_file(layout, split), image_subdir=layout.image_subdir(split))]
 
 
-def files(layout: WorldLayout, split: str) -> list[Path]:
-    return [vsr_file(layout, split)]
-
-
-FORMAT = register(WorldFormat(NAME, make, write, blocks, files))
+FORMAT = register(WorldFormat(NAME, make, write, blocks))
