@@ -68,3 +68,14 @@ def test_template_facts_are_true(world_records, tmp_path: Path) -> None:
                 assert p.answer == f"The {m.group(1)} is {colors[m.group(1)]}."
                 checked += 1
     assert checked >= len(world_records)
+
+
+def test_an_invalid_generator_file_is_a_value_error_naming_it(tmp_path):
+    from vitune.synth.prompts import load_generator_file
+
+    bad = tmp_path / "gen.yaml"
+    bad.write_text("name: [\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"gen\.yaml: invalid YAML"):
+        load_generator_file(bad, register=False)
+    with pytest.raises(ValueError, match=r"missing\.yaml: cannot read"):
+        load_generator_file(tmp_path / "missing.yaml", register=False)

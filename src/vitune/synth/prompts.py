@@ -21,6 +21,7 @@ import yaml
 
 from vitune.data.records import ImageRecord
 from vitune.synth.context import ContextConfig, build_context
+from vitune.utils.config import read_yaml
 from vitune.utils.hashing import derive_seed
 
 Format = Literal["qa", "conversations", "referring", "description", "dialog"]
@@ -120,8 +121,7 @@ def spec_from_dict(d: dict[str, Any], *, base: GeneratorSpec | None = None, wher
 def load_generator_file(path: str | os.PathLike, *, register: bool = True) -> GeneratorSpec:
     """Read a YAML/JSON generator file; a name already registered is overridden key by key."""
     path = Path(path)
-    with open(path, encoding="utf-8") as fh:
-        d = yaml.safe_load(fh)  # JSON is valid YAML
+    d = read_yaml(path)  # JSON is valid YAML; unreadable or invalid files raise naming the file
     if not isinstance(d, dict):
         raise ValueError(f"{path}: expected a mapping of generator fields")
     d.setdefault("name", path.stem)
