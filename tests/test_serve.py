@@ -569,3 +569,18 @@ def test_cli_serve(model_dir, monkeypatch, tmp_path):
     assert seen["api"].state.engine.batcher.batch_size == 3
     res = CliRunner().invoke(app, ["serve", str(tmp_path)])
     assert res.exit_code == 2 and "not a saved model folder" in " ".join(res.output.split())
+
+
+def test_cli_serve_errors_keep_brackets(tmp_path, monkeypatch):
+    """A folder or variable name holding [brackets] is printed as it is (not read as rich markup)."""
+    from vitune.cli import app
+
+    monkeypatch.setenv("COLUMNS", "300")
+    folder = tmp_path / "run[old]"
+    folder.mkdir()
+    res = CliRunner().invoke(app, ["serve", str(folder)])
+    assert res.exit_code == 2 and f"{folder}: not a saved model folder" in res.output
+    (folder / "config.json").write_text("{}")
+    monkeypatch.delenv("KEY[1]", raising=False)
+    res = CliRunner().invoke(app, ["serve", str(folder), "--api-key-env", "KEY[1]"])
+    assert res.exit_code == 2 and "--api-key-env KEY[1]:" in res.output
