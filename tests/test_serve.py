@@ -19,25 +19,17 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from model_helpers import save_random_llava
+from serve_helpers import NAME, tiny_model
 from vitune.data.templates import VICUNA_SYSTEM, generation_prompt
 from vitune.eval.generate import Generator, GenItem, Sampling
 from vitune.serve import BackgroundServer, load_app
 from vitune.serve.protocol import parse_chat
 from vitune.synth.backends import BackendError, OpenAIBackend, SynthRequest
 
-SENTENCES = [
-    "What color is the cube? red",
-    "How many circles are there? 3",
-    "Is there a dog in the picture? no",
-    "Describe the image briefly. A small blue square next to a large green triangle.",
-] * 20
-NAME = "tiny-llava"
-
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    return save_random_llava(tmp_path_factory.mktemp("tiny_llava"), SENTENCES)
+    return tiny_model(tmp_path_factory.mktemp("tiny_llava"))
 
 
 @pytest.fixture(scope="module")
