@@ -106,3 +106,16 @@ def test_synth_and_curate_commands_chain(tmp_path):
     assert res.exit_code == 0 and "svit_core" in res.output
     res = runner.invoke(app, ["curate", "vision_flan_stage1_1k", str(tmp_path / "d")])
     assert res.exit_code == 2 and "vision_flan_json" in res.output
+
+
+def test_lab_bad_input_is_one_line(tmp_path):
+    """`vitune lab`: a bad --var is a usage error; a missing --base recipe one line naming it, exit 2,
+    its [brackets] kept (the message is not read as markup)."""
+    run = CliRunner().invoke
+    r = run(
+        app, ["lab", "tasks", "--work", str(tmp_path / "w"), "--var", "x", "--plan"], env={"COLUMNS": "200"}
+    )
+    assert r.exit_code == 2 and "NAME=VALUE" in r.output
+    missing = tmp_path / "no[pe].yaml"
+    r = run(app, ["lab", "tasks", "--work", str(tmp_path / "w"), "--base", str(missing), "--plan"])
+    assert r.exit_code == 2 and str(missing) in r.output and "Traceback" not in r.output

@@ -19,25 +19,17 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from model_helpers import save_random_llava
+from serve_helpers import NAME, tiny_model
 from vitune.data.templates import VICUNA_SYSTEM, generation_prompt
 from vitune.eval.generate import Generator, GenItem, Sampling
 from vitune.serve import BackgroundServer, load_app
 from vitune.serve.protocol import parse_chat
 from vitune.synth.backends import BackendError, OpenAIBackend, SynthRequest
 
-SENTENCES = [
-    "What color is the cube? red",
-    "How many circles are there? 3",
-    "Is there a dog in the picture? no",
-    "Describe the image briefly. A small blue square next to a large green triangle.",
-] * 20
-NAME = "tiny-llava"
-
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    return save_random_llava(tmp_path_factory.mktemp("tiny_llava"), SENTENCES)
+    return tiny_model(tmp_path_factory.mktemp("tiny_llava"))
 
 
 @pytest.fixture(scope="module")
@@ -569,3 +561,18 @@ def test_cli_serve(model_dir, monkeypatch, tmp_path):
     assert seen["api"].state.engine.batcher.batch_size == 3
     res = CliRunner().invoke(app, ["serve", str(tmp_path)])
     assert res.exit_code == 2 and "not a saved model folder" in " ".join(res.output.split())
+
+
+def test_cli_serve_errors_keep_brackets(tmp_path, monkeypatch):
+    """A folder or variable name holding [brackets] is printed as it is (not read as rich markup)."""
+    from vitune.cli import app
+
+    monkeypatch.setenv("COLUMNS", "300")
+    folder = tmp_path / "run[old]"
+    folder.mkdir()
+    res = CliRunner().invoke(app, ["serve", str(folder)])
+    assert res.exit_code == 2 and f"{folder}: not a saved model folder" in res.output
+    (folder / "config.json").write_text("{}")
+    monkeypatch.delenv("KEY[1]", raising=False)
+    res = CliRunner().invoke(app, ["serve", str(folder), "--api-key-env", "KEY[1]"])
+    assert res.exit_code == 2 and "--api-key-env KEY[1]:" in res.output

@@ -88,6 +88,13 @@ def _text(vocab: int, **kw) -> dict:
     )
 
 
+def _vision(**kw) -> dict:
+    """A 1-layer vision tower of width 32 on 32 px images (`kw`: patch size, model type, ...)."""
+    return dict(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=32, **kw
+    )
+
+
 def _chatml(image: str) -> str:
     return CHATML.replace("IMAGE", image)
 
@@ -129,14 +136,7 @@ def _idefics3(d: Path, seed: int) -> Path:
     tok = _tokenizer(
         specials, {"image_token": "<image>"}, eos="<end_of_utterance>", pad="<pad>", bos="<|begin_of_text|>"
     )
-    vision = dict(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        image_size=32,
-        patch_size=16,
-    )
+    vision = _vision(patch_size=16)
     config = Idefics3Config(
         vision_config=vision,
         text_config=_llama_text(tok),
@@ -191,14 +191,7 @@ def _gemma3(d: Path, seed: int) -> Path:
         pad_token_id=ids["<pad>"],
         bos_token_id=ids["<bos>"],
     )
-    vision = dict(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        image_size=32,
-        patch_size=8,
-    )
+    vision = _vision(patch_size=8)
     config = Gemma3Config(
         text_config=text,
         vision_config=vision,
@@ -233,16 +226,7 @@ def _llava_next(d: Path, seed: int) -> Path:
     specials = ["<s>", "</s>", "<pad>", "<image>", "<|im_start|>", "<|im_end|>"]
     tok = _tokenizer(specials, {"image_token": "<image>"}, eos="<|im_end|>", pad="<pad>", bos="<s>")
     pinpoints = [[32, 32], [32, 64], [64, 32], [64, 64]]
-    vision = dict(
-        model_type="clip_vision_model",
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        image_size=32,
-        patch_size=16,
-        projection_dim=32,
-    )
+    vision = _vision(model_type="clip_vision_model", patch_size=16, projection_dim=32)
     config = LlavaNextConfig(
         vision_config=vision,
         text_config=_llama_text(tok),
@@ -343,8 +327,7 @@ def llava_onevision(d: Path, seed: int = 0) -> tuple[Path, object, object]:
     pinpoints = [[32, 32], [32, 64], [64, 32], [64, 64]]
     text = _text(len(tok), model_type="qwen2", eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
                  bos_token_id=None)  # fmt: skip
-    vision = dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                  num_attention_heads=2, image_size=32, patch_size=16)  # fmt: skip
+    vision = _vision(model_type="siglip_vision_model", patch_size=16)
     config = LlavaOnevisionConfig(vision_config=vision, text_config=text, image_grid_pinpoints=pinpoints,
                                   image_token_index=ids["<image>"], video_token_index=ids["<video>"],
                                   vision_feature_select_strategy="full", vision_feature_layer=-1)  # fmt: skip

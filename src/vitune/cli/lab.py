@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from vitune.cli.app import app
+from vitune.cli.mix import _parse_vars
 from vitune.utils.progress import console
 
 _HELP = (
@@ -35,7 +36,6 @@ def lab(
     plan: Annotated[bool, typer.Option(help="Print the variants and their budgets; run nothing.")] = False,
 ) -> None:
     from vitune.lab import ANALYSES, SCALES, LabConfig, plan_lab, run_lab
-    from vitune.train.recipe import RecipeError
 
     if name not in ANALYSES:
         raise typer.BadParameter(
@@ -45,22 +45,13 @@ def lab(
         raise typer.BadParameter(f"--scale must be micro, small or full, not {scale!r}")
     if scale == "full" and base is None:
         raise typer.BadParameter("--scale full takes the --base recipe as it is: give --base")
-    variables = {}
-    for item in var or []:
-        k, sep, v = item.partition("=")
-        if not sep or not k:
-            raise typer.BadParameter(f"--var expects NAME=VALUE, got {item!r}")
-        variables[k] = v
     cfg = LabConfig(
-        work=work, scale=scale, base=base, benches=list(bench or []), variables=variables, seed=seed
+        work=work, scale=scale, base=base, benches=list(bench or []), variables=_parse_vars(var), seed=seed
     )
-    try:
-        if plan:
-            print(json.dumps(plan_lab(name, cfg), indent=2, default=str))
-            return
-        result = run_lab(name, cfg, say=lambda m: console.print(m))
-    except (RecipeError, ValueError, FileNotFoundError) as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from None
+    # A RecipeError (a ValueError) or a missing file reaches the root group: one line, exit 2.
+    if plan:
+        print(json.dumps(plan_lab(name, cfg), indent=2, default=str))
+        return
+    result = run_lab(name, cfg, say=lambda m: console.print(m))
     print((work / name / "results.md").read_text(encoding="utf-8"))
     assert result

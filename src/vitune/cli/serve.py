@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from vitune.cli.app import app
+from vitune.errors import InputError
 from vitune.serve.limits import Limits
 from vitune.utils.progress import console
 
@@ -79,17 +80,15 @@ def serve(
     from vitune.serve.server import check_bind, load_app
     from vitune.serve.server import serve as run_server
 
+    # Bad input raises ValueError / InputError: the root group prints it as one line and exits 2.
     if not (model_dir / "config.json").is_file():
-        fail(f"{model_dir} is not a saved model folder (no config.json)")
+        raise InputError(model_dir, "not a saved model folder (no config.json)")
     api_key = None
     if api_key_env is not None:
         api_key = os.environ.get(api_key_env, "")
         if not api_key:
-            fail(f"--api-key-env {api_key_env}: that environment variable is not set or empty")
-    try:
-        check_bind(host, api_key is not None, insecure)
-    except ValueError as e:
-        fail(str(e))
+            raise ValueError(f"--api-key-env {api_key_env}: that environment variable is not set or empty")
+    check_bind(host, api_key is not None, insecure)
     limits = Limits(
         max_body_bytes=max_body_bytes,
         max_chars=max_chars,
@@ -118,8 +117,3 @@ def serve(
         f"at http://{host}:{port}/v1"
     )
     run_server(api, host=host, port=port, insecure=insecure)
-
-
-def fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(2)

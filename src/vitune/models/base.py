@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,22 @@ def modality_batches(order: Sequence[int], has_image: Sequence[bool], batch_size
         batch.append(i)
     if batch:
         yield batch
+
+
+def prefetched(
+    batches: Sequence[list[int]], prepare: Callable[[list[int]], Any]
+) -> Iterator[tuple[list[int], Any]]:
+    """`(batch, prepare(batch))` for each batch in order, the next batch prepared on a thread while the
+    caller works on the current one (PIL and the image processor release the GIL for most of it)."""
+    if not batches:
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(prepare, batches[0])
+        for k, batch in enumerate(batches):
+            inputs = pending.result()
+            if k + 1 < len(batches):
+                pending = pool.submit(prepare, batches[k + 1])
+            yield batch, inputs
 
 
 def processor_inputs(processor: Any, lock: Any, model: Any, prompts: list[str], images: Any) -> Any:

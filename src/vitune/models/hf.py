@@ -17,14 +17,13 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
 from PIL import Image
 
 from vitune.data.images import load_rgb
-from vitune.models.base import GenItem, modality_batches, processor_inputs
+from vitune.models.base import GenItem, modality_batches, prefetched, processor_inputs
 from vitune.models.families import Family
 
 
@@ -114,14 +113,9 @@ class HFGenerator:
             return self._inputs([prompts[i] for i in batch], imgs)
 
         answers = [""] * len(items)
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = pool.submit(prepare, batches[0])
-            for k, batch in enumerate(batches):
-                inputs = pending.result()
-                if k + 1 < len(batches):
-                    pending = pool.submit(prepare, batches[k + 1])
-                for i, text in zip(batch, self._run(inputs), strict=True):
-                    answers[i] = text
+        for batch, inputs in prefetched(batches, prepare):
+            for i, text in zip(batch, self._run(inputs), strict=True):
+                answers[i] = text
         return answers
 
     __call__ = generate

@@ -28,7 +28,6 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +39,7 @@ from transformers.generation.streamers import BaseStreamer
 
 from vitune.data.images import expand2square, load_rgb, pad_color
 from vitune.data.templates import chat_template_name, generation_prompt
-from vitune.models.base import GenItem, modality_batches, processor_inputs
+from vitune.models.base import GenItem, modality_batches, prefetched, processor_inputs
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,15 +245,10 @@ class Generator:
             return self._inputs([prompts[i] for i in batch], imgs)
 
         answers: list[Completion] = [Completion("", 0, False)] * len(prompts)
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = pool.submit(prepare, batches[0])
-            for k, batch in enumerate(batches):
-                inputs = pending.result()
-                if k + 1 < len(batches):
-                    pending = pool.submit(prepare, batches[k + 1])
-                extra = RowStreams.extra([streamers[i] for i in batch]) if streamers else {}
-                for i, done in zip(batch, self._run(inputs, **extra), strict=True):
-                    answers[i] = done
+        for batch, inputs in prefetched(batches, prepare):
+            extra = RowStreams.extra([streamers[i] for i in batch]) if streamers else {}
+            for i, done in zip(batch, self._run(inputs, **extra), strict=True):
+                answers[i] = done
         return answers
 
     def sample(self, prompt: str, image: Any, sampling: Sampling) -> Completion:
