@@ -294,3 +294,12 @@ def test_boxes_are_read_only_when_well_formed():
 
     text = "a [0.1, 0.2, 0.5, 0.6] b [0.5, 0.2, 0.1, 0.6] c [1, 2, 3, 4] d [0.1,0.2,0.5,0.6] e [0, 0, 1.0, 1]"
     assert normalized_boxes([text]) == [(0.1, 0.2, 0.5, 0.6), (0.0, 0.0, 1.0, 1.0)]
+
+
+def test_a_corrupt_card_input_is_one_error_naming_the_file(tmp_path):
+    from vitune.report.card import detect
+
+    (tmp_path / "instances").mkdir()
+    (tmp_path / "instances" / "manifest.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"manifest\.json: not valid JSON"):
+        detect(tmp_path)
