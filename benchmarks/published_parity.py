@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
-from vitune.eval.benchmarks import BenchItem, get_benchmark
+from vitune.eval.benchmarks import BenchItem, Benchmark, get_benchmark
 from vitune.eval.judge import Judge, Verdict
 
 MODEL = "llava-v1.5-13b"
@@ -337,18 +337,21 @@ def sqa_predictions(llava: Path, pids: Sequence[str]) -> tuple[dict[str, str], s
     )
 
 
+def sqa_items(bench: Benchmark, llava: Path, sqa_dir: Path | None) -> list[BenchItem]:
+    """ScienceQA's items from the official folder, or rebuilt from LLaVA's llava_test_CQM-A.json."""
+    if sqa_dir is not None:
+        return bench.load(sqa_dir)
+    problems, splits = sqa_problems_from_llava(llava / "scienceqa" / "llava_test_CQM-A.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "problems.json").write_text(json.dumps(problems), encoding="utf-8")
+        (Path(tmp) / "pid_splits.json").write_text(json.dumps(splits), encoding="utf-8")
+        return bench.load(tmp)
+
+
 def score_scienceqa(llava: Path, sqa_dir: Path | None) -> Row:
     bench = get_benchmark("scienceqa")
-    notes = []
-    if sqa_dir is None:
-        problems, splits = sqa_problems_from_llava(llava / "scienceqa" / "llava_test_CQM-A.json")
-        with tempfile.TemporaryDirectory() as tmp:
-            (Path(tmp) / "problems.json").write_text(json.dumps(problems), encoding="utf-8")
-            (Path(tmp) / "pid_splits.json").write_text(json.dumps(splits), encoding="utf-8")
-            items = bench.load(tmp)
-        notes.append("ground truth rebuilt from llava_test_CQM-A.json")
-    else:
-        items = bench.load(sqa_dir)
+    items = sqa_items(bench, llava, sqa_dir)
+    notes = [] if sqa_dir is not None else ["ground truth rebuilt from llava_test_CQM-A.json"]
     preds, how = sqa_predictions(llava, [it.item_id for it in items])
     notes.append(how)
     res = bench.score(preds, items)
@@ -367,14 +370,7 @@ def score_scienceqa(llava: Path, sqa_dir: Path | None) -> Row:
 def score_scienceqa_all(llava: Path, sqa_dir: Path | None) -> Row:
     """eval_science_qa.py's Accuracy over every test question, checked against its stored result."""
     bench = get_benchmark("scienceqa", img_only=False)
-    if sqa_dir is None:
-        problems, splits = sqa_problems_from_llava(llava / "scienceqa" / "llava_test_CQM-A.json")
-        with tempfile.TemporaryDirectory() as tmp:
-            (Path(tmp) / "problems.json").write_text(json.dumps(problems), encoding="utf-8")
-            (Path(tmp) / "pid_splits.json").write_text(json.dumps(splits), encoding="utf-8")
-            items = bench.load(tmp)
-    else:
-        items = bench.load(sqa_dir)
+    items = sqa_items(bench, llava, sqa_dir)
     preds, _ = sqa_predictions(llava, [it.item_id for it in items])
     res = bench.score(preds, items)
     stored = json.loads(

@@ -119,3 +119,19 @@ def test_an_undecodable_training_image_is_no_match_and_no_crash(setup, tmp_path)
     cfg = DecontamConfig((f"vqav2={setup['bench']['vqav2']}",))
     kept, removed = decontaminate([str(broken), str(good)], lambda pos: [""] * len(pos), cfg, ImageHashes())
     assert kept == [0] and [r[0] for r in removed] == [1]
+
+
+def test_a_decompression_bomb_training_image_is_no_match_and_no_crash(setup, tmp_path, monkeypatch):
+    # Pillow refuses an image over twice MAX_IMAGE_PIXELS with DecompressionBombError (no OSError):
+    # like any other undecodable training image it has no near copy to find, and the step goes on.
+    from vitune.curate.decontam import DecontamConfig, decontaminate
+    from vitune.curate.images import ImageHashes
+
+    bomb = tmp_path / "bomb.png"
+    Image.new("L", (1200, 1200)).save(bomb)
+    good = setup["images"] / "exact.jpg"
+    with Image.open(good) as im:
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", max(im.width * im.height, 1200 * 1200 // 3))
+    cfg = DecontamConfig((f"vqav2={setup['bench']['vqav2']}",))
+    kept, removed = decontaminate([str(bomb), str(good)], lambda pos: [""] * len(pos), cfg, ImageHashes())
+    assert kept == [0] and [r[0] for r in removed] == [1]

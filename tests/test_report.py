@@ -230,6 +230,24 @@ def test_example_predictions_are_right_and_wrong_by_the_scorer(report_dir):
     assert [e.item_id for e in again[0].right] == [e.item_id for e in exs[again[0].bench].right]  # seeded
 
 
+def test_example_verdicts_use_the_runs_protocol(tmp_path):
+    # VQAv2 "Two" against ten "2": right under the paper protocol (EvalAI's answer processor first),
+    # wrong under the official one; an example's verdict follows the protocol the run was scored with.
+    bench = tmp_path / "vqav2"
+    bench.mkdir()
+    q = {"question_id": 1, "image_id": 1, "question": "How many dogs?"}
+    a = {"question_id": 1, "question_type": "how many", "answer_type": "number",
+         "answers": [{"answer": "2"}] * 10, "multiple_choice_answer": "2"}  # fmt: skip
+    (bench / "questions.json").write_text(json.dumps({"data_subtype": "val2014", "questions": [q]}))
+    (bench / "annotations.json").write_text(json.dumps({"annotations": [a]}))
+    (tmp_path / "run" / "vqav2").mkdir(parents=True)
+    (tmp_path / "run" / "vqav2" / "predictions.json").write_text(json.dumps({"1": "Two"}))
+    for protocol, right in (("paper", 1), ("official", 0)):
+        results = {"benchmarks": {"vqav2": {"path": str(bench), "protocol": protocol}}}
+        (ex,) = eval_examples(tmp_path / "run", results, k=1)
+        assert (len(ex.right), len(ex.wrong)) == (right, 1 - right), protocol
+
+
 def _said(res) -> str:
     """The command's output as one line: rich wraps error boxes at the terminal width."""
     return " ".join(res.output.replace("│", " ").split())
@@ -276,3 +294,12 @@ def test_boxes_are_read_only_when_well_formed():
 
     text = "a [0.1, 0.2, 0.5, 0.6] b [0.5, 0.2, 0.1, 0.6] c [1, 2, 3, 4] d [0.1,0.2,0.5,0.6] e [0, 0, 1.0, 1]"
     assert normalized_boxes([text]) == [(0.1, 0.2, 0.5, 0.6), (0.0, 0.0, 1.0, 1.0)]
+
+
+def test_a_corrupt_card_input_is_one_error_naming_the_file(tmp_path):
+    from vitune.report.card import detect
+
+    (tmp_path / "instances").mkdir()
+    (tmp_path / "instances" / "manifest.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"manifest\.json: not valid JSON"):
+        detect(tmp_path)

@@ -15,19 +15,17 @@ import hashlib
 import json
 import os
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vitune.data.records import QA, ImageRecord
+from vitune.models.base import AnswerFn
 from vitune.utils.atomic import write_json
 
 RESULTS_FILE = "vqa_results.json"
 TABLE_COLUMNS = ("category", "n", "model", "baseline", "delta")
-
-# Anything that answers GenItems in order (a `Generator`, or a stub in tests).
-AnswerFn = Callable[[Sequence[Any]], list[str]]
 
 
 @dataclass(frozen=True, slots=True)

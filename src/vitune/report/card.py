@@ -25,6 +25,7 @@ from typing import Any
 
 from vitune.data.instance import Instance
 from vitune.report.assets import data_uri, normalized_boxes, thumbnail
+from vitune.report.collect import read_json
 from vitune.report.plots import histogram
 from vitune.utils.atomic import write_text
 from vitune.utils.hashing import derive_seed
@@ -49,11 +50,6 @@ class Source:
     pad_square: bool = False  # boxes in the padded-square frame (SVIT's export)
 
 
-def _json(path: Path) -> Any:
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
-
-
 def detect(folder: str | os.PathLike, image_root: str | os.PathLike | None = None) -> Source:
     """The kind of output in `folder`: build / curate (an `instances/` set), synth, or an instance set."""
     from vitune.data.llava import read_llava_json
@@ -62,10 +58,10 @@ def detect(folder: str | os.PathLike, image_root: str | os.PathLike | None = Non
     d = Path(folder)
     root = {"": str(image_root)} if image_root is not None else {}
     if (d / "instances" / "manifest.json").exists():
-        manifest = _json(d / "instances" / "manifest.json")
+        manifest = read_json(d / "instances" / "manifest.json")
         data = d / "instances"
         if (d / "curation.json").exists():
-            cur = _json(d / "curation.json")
+            cur = read_json(d / "curation.json")
             roots = root or {k: str(v) for k, v in (cur.get("image_roots") or {}).items()}
             return Source("curate", "instances/data/*.parquet", lambda: iter_instances(data),
                           _exists(d / "removed.jsonl"), roots, {**manifest, "curation": cur})  # fmt: skip
@@ -75,14 +71,19 @@ def detect(folder: str | os.PathLike, image_root: str | os.PathLike | None = Non
         return Source("build", "instances/data/*.parquet", lambda: iter_instances(data),
                       _exists(d / "rejected.jsonl"), root, manifest)  # fmt: skip
     if (d / "synth_llava.json").exists():
-        summary = _json(d / "summary.json") if (d / "summary.json").exists() else {}
+        summary = read_json(d / "summary.json") if (d / "summary.json").exists() else {}
         if not root and summary.get("image_root"):
             root = {"": str(summary["image_root"])}
         return Source("synth", "synth_llava.json", lambda: iter(read_llava_json(d / "synth_llava.json")),
                       _exists(d / "ledger.jsonl"), root, summary, pad_square=True)  # fmt: skip
     if (d / "manifest.json").exists():
         return Source(
-            "instances", "data/*.parquet", lambda: iter_instances(d), None, root, _json(d / "manifest.json")
+            "instances",
+            "data/*.parquet",
+            lambda: iter_instances(d),
+            None,
+            root,
+            read_json(d / "manifest.json"),
         )
     raise FileNotFoundError(
         f"{d}: not a build, synth or curate output (no instances/manifest.json, synth_llava.json or manifest.json)"

@@ -38,7 +38,8 @@ class TrainRun:
     stages: list[Stage]
 
 
-def _json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
+    """A JSON file; a ValueError naming the file when it is not valid JSON."""
     try:
         with open(path, encoding="utf-8") as fh:
             return json.load(fh)
@@ -75,7 +76,7 @@ def read_train_run(run_dir: str | os.PathLike) -> TrainRun:
     run = Path(run_dir)
     if not (run / "stages").is_dir():
         raise FileNotFoundError(f"{run}: not a training run (no stages/ folder)")
-    recipe = _json(run / "recipe.json") if (run / "recipe.json").exists() else {}
+    recipe = read_json(run / "recipe.json") if (run / "recipe.json").exists() else {}
     names = [s["name"] for s in recipe.get("stages", []) if isinstance(s, dict) and "name" in s]
     names += sorted(p.name for p in (run / "stages").iterdir() if p.is_dir() and p.name not in names)
     stages = []
@@ -84,7 +85,7 @@ def read_train_run(run_dir: str | os.PathLike) -> TrainRun:
         if not d.is_dir():
             stages.append(Stage(name, finished=False))  # in the recipe, not started yet
             continue
-        summary = _json(d / "summary.json") if (d / "summary.json").exists() else {}
+        summary = read_json(d / "summary.json") if (d / "summary.json").exists() else {}
         stages.append(
             Stage(
                 name,
@@ -103,7 +104,7 @@ def read_curation(out_dir: str | os.PathLike) -> dict[str, Any]:
     p = p / "curation.json" if p.is_dir() else p
     if not p.exists():
         raise FileNotFoundError(f"{p}: no curation summary (curation.json)")
-    return _json(p)
+    return read_json(p)
 
 
 def read_multiround(path: str | os.PathLike) -> dict[str, Any]:
@@ -112,7 +113,7 @@ def read_multiround(path: str | os.PathLike) -> dict[str, Any]:
     p = p / "multiround_results.json" if p.is_dir() else p
     if not p.exists():
         raise FileNotFoundError(f"{p}: no multi-round results (multiround_results.json)")
-    data = _json(p)
+    data = read_json(p)
     if not isinstance(data, dict) or not isinstance(data.get("scores"), dict):
         raise ValueError(f"{p}: not multi-round results (no 'scores' object)")
     return data
@@ -137,6 +138,6 @@ def read_lab(path: str | os.PathLike) -> LabResult:
         raise FileNotFoundError(f"{p}: no results.json or results.md")
     return LabResult(
         p,
-        results=_json(js) if js.exists() else None,
+        results=read_json(js) if js.exists() else None,
         markdown=md.read_text(encoding="utf-8") if md.exists() else "",
     )

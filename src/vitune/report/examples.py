@@ -120,7 +120,8 @@ def bench_examples(run_dir: Path, name: str, entry: Mapping[str, Any], *, k: int
     n_empty = sum(1 for p in preds.values() if not str(p).strip())
     out = BenchExamples(name, len(preds), n_empty, _scorer_counts(entry, entry.get("extra"), scores))
     try:
-        bench = get_benchmark(name)
+        # Scored under the run's own protocol: a verdict must agree with the run's score.
+        bench = get_benchmark(name, entry.get("protocol") or None)
         items = bench.load(Path(entry["path"]))
     except (KeyError, OSError, ValueError) as e:
         out.note = f"benchmark files not readable ({e})"

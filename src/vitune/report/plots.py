@@ -26,6 +26,22 @@ def _pyplot():
     return plt
 
 
+def _png(plt, fig) -> bytes:
+    """The finished figure as reproducible PNG bytes; the figure is closed."""
+    fig.tight_layout()
+    data = figure_png(fig)
+    plt.close(fig)
+    return data
+
+
+def _grouped_bars(ax, n_groups: int, series: Mapping[str, Sequence[float]]) -> None:
+    """One bar per series in each of `n_groups` groups, side by side, one colour per series."""
+    width = 0.8 / max(1, len(series))
+    for i, (name, values) in enumerate(series.items()):
+        xs = [k + (i - (len(series) - 1) / 2) * width for k in range(n_groups)]
+        ax.bar(xs, values, width, label=name, color=RUN_COLORS[i % len(RUN_COLORS)])
+
+
 def training_curves(runs: Mapping[str, TrainRun]) -> bytes | None:
     """Loss (top row) and learning rate (bottom row) per optimizer step, one column per stage name,
     every run in its own colour, so runs are compared stage by stage; None when no stage logged."""
@@ -59,10 +75,7 @@ def training_curves(runs: Mapping[str, TrainRun]) -> bytes | None:
         lr_ax.set_ylabel("lr")
         lr_ax.grid(alpha=0.3)
         lr_ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
-    fig.tight_layout()
-    data = figure_png(fig)
-    plt.close(fig)
-    return data
+    return _png(plt, fig)
 
 
 def category_bars(bench: str, runs: Mapping[str, Mapping[str, Any]]) -> bytes | None:
@@ -76,43 +89,28 @@ def category_bars(bench: str, runs: Mapping[str, Mapping[str, Any]]) -> bytes | 
     labels = ["overall", *cats]
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * len(labels) * len(present) + 1.5), 3.0))
-    width = 0.8 / len(present)
-    for i, (name, b) in enumerate(present.items()):
+    series = {}
+    for name, b in present.items():
         vals = [b.get("overall")] + [(b.get("per_category", {}).get(c) or {}).get("score") for c in cats]
-        xs = [k + (i - (len(present) - 1) / 2) * width for k in range(len(labels))]
-        ax.bar(
-            xs,
-            [float("nan") if v is None else v for v in vals],
-            width,
-            label=name,
-            color=RUN_COLORS[i % len(RUN_COLORS)],
-        )
+        series[name] = [float("nan") if v is None else v for v in vals]
+    _grouped_bars(ax, len(labels), series)
     ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel(next(iter(present.values())).get("metric", "score"))
     ax.set_title(bench, fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    data = figure_png(fig)
-    plt.close(fig)
-    return data
+    return _png(plt, fig)
 
 
 def histogram(title: str, bins: Sequence[str], series: Mapping[str, Sequence[int]]) -> bytes:
     """Bars of counts per bin label, one colour per series (e.g. instruction and answer words)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.0, 2.6))
-    width = 0.8 / max(1, len(series))
-    for i, (name, counts) in enumerate(series.items()):
-        xs = [k + (i - (len(series) - 1) / 2) * width for k in range(len(bins))]
-        ax.bar(xs, counts, width, label=name, color=RUN_COLORS[i % len(RUN_COLORS)])
+    _grouped_bars(ax, len(bins), series)
     ax.set_xticks(range(len(bins)), bins, fontsize=8)
     ax.set_xlabel("words")
     ax.set_ylabel("instances")
     ax.set_title(title, fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    data = figure_png(fig)
-    plt.close(fig)
-    return data
+    return _png(plt, fig)
