@@ -222,3 +222,28 @@ def test_instance_set_input_with_image_dedup_and_progress(tmp_path):
     out = read_instances(tmp_path / "o" / "instances")
     assert all(x.meta["source"] == "s" for x in out)
     assert (tmp_path / "o" / ".cache" / "image-hashes.tsv").exists()
+
+
+def test_image_dedup_ledgers_an_unreadable_image_instead_of_failing(tmp_path):
+    from vitune.data.instance import Instance, Turn
+    from vitune.data.store import write_instance_set
+
+    img = tmp_path / "images"
+    img.mkdir()
+    Image.new("RGB", (64, 64), "red").save(img / "a.png")
+    (img / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg at all")
+    q = [Turn("user", "What color?"), Turn("assistant", "Red.")]
+    items = [
+        Instance("1", "a.png", "color", q),
+        Instance("2", "broken.jpg", "color", q),
+        Instance("3", "missing.jpg", "color", q),
+    ]
+    write_instance_set(items, tmp_path / "set")
+    (tmp_path / "r.yaml").write_text(
+        "name: t\ninputs: [{name: s, kind: instances, path: set, image_root: images}]\n"
+        "steps: [{type: dedup_image, max_distance: 6}]\n"
+    )
+    s = curate(tmp_path / "r.yaml", tmp_path / "o")
+    assert s["steps"][0]["removed_by_reason"] == {"unreadable image": 2}
+    assert s["final"]["count"] == 1
+    assert [x.id for x in read_instances(tmp_path / "o" / "instances")] == ["1"]

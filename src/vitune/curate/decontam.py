@@ -29,11 +29,9 @@ import numpy as np
 from PIL import Image
 
 from vitune.curate.images import ImageHashes, popcount
+from vitune.data.images import DECODE_ERRORS
 
 _NON_WORD = re.compile(r"[^0-9a-z]+")
-# What Pillow raises for an image it cannot decode (as `data.images.open_image` catches them): a
-# bomb is refused with DecompressionBombError, which is none of the others.
-_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
 
 
 def ngrams(text: str, n: int) -> set[tuple[str, ...]]:
@@ -65,7 +63,7 @@ def _phash_bytes(data: bytes) -> int:
 def _phash_or_none(hashes: ImageHashes, path: str) -> int | None:
     try:
         return hashes.phash(path)
-    except _DECODE_ERRORS:
+    except DECODE_ERRORS:
         return None
 
 
@@ -92,7 +90,7 @@ def benchmark_images(entries: Sequence[str], hashes: ImageHashes) -> list[BenchI
             if img is None:
                 try:
                     phash = _phash_bytes(it.image) if ph is None else hashes.phash(ph)  # type: ignore[arg-type]
-                except _DECODE_ERRORS as e:
+                except DECODE_ERRORS as e:
                     raise ValueError(
                         f"decontaminate: benchmark {spec.name} item {it.item_id}: unreadable image ({e})"
                     ) from e

@@ -35,6 +35,7 @@ from vitune.curate import balance, dedup, select
 from vitune.curate.filters import DEFAULT_ERROR_PATTERNS, DEFAULT_SOURCE_PATTERNS, FilterConfig, apply_filters
 from vitune.curate.pool import ItemView, Pool, TextView, load_pool
 from vitune.curate.recipe import Recipe, load_recipe
+from vitune.data.images import DECODE_ERRORS
 from vitune.data.instance import Instance
 from vitune.data.ledger import Ledger, Rejection
 from vitune.data.llava import write_llava_json
@@ -260,18 +261,27 @@ def run_step(pool: Pool, idx: np.ndarray, step: Any, seed: int, label: str, prog
         if lacking:
             raise ValueError(f"{label}: dedup_image needs image_root on input(s) {lacking}")
         pool.hashes.hash_size = step.hash_size
-        ph = np.empty(len(with_img), dtype=np.uint64)
+        hashed: list[int] = []
+        values: list[int] = []
+        unreadable: list[Removal] = []
         for n, k in enumerate(with_img):
-            ph[n] = pool.hashes.phash(paths[k])  # type: ignore[arg-type]
+            try:
+                values.append(pool.hashes.phash(paths[k]))  # type: ignore[arg-type]
+                hashed.append(k)
+            except DECODE_ERRORS as e:  # a record's image, not the run, is what is broken
+                why = f"{type(e).__name__}: {e}"
+                unreadable.append((int(idx[k]), "unreadable image", {"image": paths[k], "error": why}))
             if progress and n % 1000 == 0:
                 progress(label, n, len(with_img))
-        sub = idx[np.asarray(with_img, np.int64)]
+        sub = idx[np.asarray(hashed, np.int64)]
+        ph = np.asarray(values, dtype=np.uint64)
         _kept, removed = _local(
             dedup.dedup_images(
                 ItemView(pool, sub), ph, max_distance=step.max_distance, per=step.per, keep=step.keep
             ),
             sub,
         )
+        removed = unreadable + removed
         gone = np.fromiter((i for i, _, _ in removed), np.int64, len(removed))
         return idx[~np.isin(idx, gone)], removed
     if t == "decontaminate":

@@ -29,6 +29,12 @@ DEFAULT_MAX_PIXELS = 64_000_000
 DEFAULT_MAX_ASPECT = 50.0
 
 
+# What Pillow raises for a file it cannot decode: its decoders raise all of these, and an image over
+# its pixel limit raises DecompressionBombError, which is none of the others. Code that opens images
+# itself (hashing, not through `open_image`) catches these to ledger one bad image, not crash.
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
+
+
 class ImageError(ValueError):
     """An image that cannot be used: unreadable, empty, too large or too elongated. `reason` is short
     and stable (for ledgers and counts); the message also names the file."""
@@ -121,7 +127,7 @@ def _decode(
         raise
     except Image.DecompressionBombError as e:
         raise ImageError(name, f"decompression bomb ({e})") from e
-    except (OSError, ValueError, SyntaxError, EOFError) as e:  # Pillow's decoders raise all of these
+    except DECODE_ERRORS as e:
         raise ImageError(name, f"unreadable image ({type(e).__name__}: {e})") from e
     except MemoryError as e:
         raise ImageError(name, "image too large to decode") from e
