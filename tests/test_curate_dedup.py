@@ -106,3 +106,24 @@ def test_near_duplicate_images_by_phash(tmp_path):
     assert removed[0][0] == 3 and removed[0][2]["kept_id"] == "0"
     # same text on a different image stays
     assert len(kept) == 3
+
+
+def test_cached_phash_of_another_hash_size_is_recomputed(tmp_path):
+    from PIL import Image
+
+    from vitune.curate.images import ImageHashes
+
+    p = tmp_path / "a.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(p)
+    h = ImageHashes(tmp_path / "cache.tsv", hash_size=8)
+    small = h.phash(str(p))
+    h.save()
+    again = ImageHashes(tmp_path / "cache.tsv", hash_size=16)
+    big = again.phash(str(p))
+    assert small < 2**64 < big  # a 256-bit hash, not the cached 64-bit one
+    import imagehash
+
+    with Image.open(p) as im:
+        assert big == int(str(imagehash.phash(im, hash_size=16)), 16)
+        assert small == int(str(imagehash.phash(im, hash_size=8)), 16)

@@ -51,7 +51,8 @@ class ImageHashes:
 
     def phash(self, path: str) -> int:
         size, mtime, sha, ph = self._entry(path)
-        if not ph:
+        # A hash of another size (an earlier step or run with another `hash_size`) is not this one.
+        if len(ph) != self.hash_size * self.hash_size // 4:
             import imagehash
             from PIL import Image
 
