@@ -18,6 +18,9 @@ Further formats written from the same scenes (see `extras.py`; readers in `vitun
     ROOT/scienceqa/problems.json, pid_splits.json         ScienceQA-style problems
     ROOT/images/scienceqa/{split}/{pid}/image.jpg         ScienceQA problem images
     ROOT/images/classify/{split}/{class}/{stem}.jpg       classification image folder (object crops)
+    ROOT/aokvqa/aokvqa_v1p0_{split}.json                  A-OKVQA on the COCO images (world/vf/aokvqa.py)
+    ROOT/okvqa/{OpenEnded_mscoco_,mscoco_}{split}_*.json  OK-VQA on the COCO images (world/vf/okvqa.py)
+    ROOT/vizwiz/annotations/{split}.json, images/vizwiz/  VizWiz-VQA photos (world/vf/vizwiz.py)
     ROOT/ocrvqa/dataset.json, images/ocrvqa/{id}.jpg      OCR-VQA book covers (world/vf/ocrvqa.py)
     ROOT/vsr/splits/random/{train,dev,test}.jsonl         VSR statements on the COCO images (world/vf/vsr.py)
     ROOT/clevr/{questions,scenes}/CLEVR_{split}_*.json    CLEVR, images/clevr/{split}/*.png (world/vf/clevr.py)
