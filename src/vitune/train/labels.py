@@ -152,6 +152,13 @@ def _bypassable(enc: LabelEncoder, template: str) -> Any:
     return bt if same else None
 
 
+def expand_image(ids: np.ndarray, labels: np.ndarray, image_id: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Ids/labels with each image placeholder repeated `n` times (one per image feature; the
+    placeholder's label is already -100, so the copies are never supervised)."""
+    reps = np.where(ids == image_id, n, 1)
+    return np.repeat(ids, reps), np.repeat(labels, reps)
+
+
 def _turns(pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
     return [(r, t) for u, a in pairs for r, t in (("user", u), ("assistant", a))]
 
@@ -235,10 +242,7 @@ class LabelEncoder:
         return np.where(supervised[toks.seg] & (toks.ids != self.image_id), toks.ids, IGNORE_INDEX)
 
     def _expand(self, toks: _Tokens, segs: list[Segment]) -> tuple[np.ndarray, np.ndarray]:
-        labels = self._labels(toks, segs)
-        # One placeholder per image feature; never supervised.
-        reps = np.where(toks.ids == self.image_id, self.image_seq_length, 1)
-        return np.repeat(toks.ids, reps), np.repeat(labels, reps)
+        return expand_image(toks.ids, self._labels(toks, segs), self.image_id, self.image_seq_length)
 
     def _length(self, toks: _Tokens, cut: int | None = None) -> int:
         """Expanded length of the tokens ending at or before character `cut` (None: all)."""
@@ -256,8 +260,7 @@ class LabelEncoder:
         r = self.encode_compact(inst)
         if isinstance(r, Rejected):
             return r
-        reps = np.where(r.ids == self.image_id, self.image_seq_length, 1)
-        ids, labels = np.repeat(r.ids, reps), np.repeat(r.labels, reps)
+        ids, labels = expand_image(r.ids, r.labels, self.image_id, self.image_seq_length)
         return Encoded(r.id, ids.tolist(), labels.tolist(), r.image, r.pairs_kept, r.pairs_total)
 
     def encode_compact(self, inst: Instance) -> Compact | Rejected:
@@ -275,7 +278,7 @@ class LabelEncoder:
             return Rejected(inst.id, "token spans a label boundary", e.detail)
         labels = self._labels(toks, segs)
         n_img = int((toks.ids == self.image_id).sum()) * self.image_seq_length
-        length = len(toks.ids) + n_img - n_img // max(1, self.image_seq_length)
+        length = self._length(toks)
         if k == 0:
             return Rejected(
                 inst.id,

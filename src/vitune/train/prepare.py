@@ -44,7 +44,7 @@ import torch
 
 from vitune.data.instance import Instance
 from vitune.data.ledger import Ledger
-from vitune.train.labels import Compact, ImageCache, LabelEncoder, Rejected
+from vitune.train.labels import Compact, ImageCache, LabelEncoder, Rejected, expand_image
 from vitune.utils.atomic import write_json
 from vitune.utils.hashing import sha256_file
 
@@ -232,12 +232,6 @@ def prepare(
     return folder
 
 
-def expand_image(ids: np.ndarray, labels: np.ndarray, image_id: int, n: int) -> tuple[np.ndarray, ...]:
-    """The stored (one placeholder) ids/labels with the placeholder repeated `n` times, as int64."""
-    reps = np.where(ids == image_id, n, 1)
-    return np.repeat(ids, reps).astype(np.int64), np.repeat(labels, reps).astype(np.int64)
-
-
 @dataclass
 class PreparedPart:
     """One prepared data entry, memory-mapped."""
@@ -311,6 +305,7 @@ class PreparedDataset(torch.utils.data.Dataset):
         part, i = self.parts[k], j - int(self.starts[k])
         a, b = int(part.offsets[i]), int(part.offsets[i + 1])
         ids, labels = expand_image(part.ids[a:b], part.labels[a:b], self.image_id, self.n_img)
+        ids, labels = ids.astype(np.int64), labels.astype(np.int64)
         rel = part.image_of(i)
         pv = None
         if rel is not None:
