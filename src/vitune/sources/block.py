@@ -4,7 +4,8 @@ The Vision-Flan sources added after the first nine (A-OKVQA, OK-VQA, VizWiz, OCR
 each define one block next to their reader: the pydantic fields (paths and options, validated like
 the rest of the spec, unknown keys refused), the `--source KIND=PATH` short kind that sets its main
 file, and `read`, which calls the reader. `SourceSpec` lists the blocks as fields; `spec.py` only
-loops over them, so adding a source touches its own module, one field and one line in `BLOCKS`.
+loops over them (`BLOCKS` is derived from the fields), so adding a source touches its own module and
+one `SourceSpec` field.
 The embedded world reads its copies of these formats through the same blocks (`world/vf/`).
 """
 

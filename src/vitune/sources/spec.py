@@ -26,7 +26,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
@@ -115,7 +115,7 @@ class SourceSpec(_Model):
     scienceqa: ScienceQASource | None = None
     refcoco: list[RefCOCOSource] = []
     imagefolders: list[ImageFolderSource] = []
-    # Later Vision-Flan sources: one `SourceBlock` each (sources/block.py), listed in BLOCKS below.
+    # Later Vision-Flan sources: one `SourceBlock` each (sources/block.py); BLOCKS below lists them.
     aokvqa: AOKVQASource | None = None
     okvqa: OKVQASource | None = None
     vizwiz: VizWizSource | None = None
@@ -326,8 +326,15 @@ def _read_parts(spec: SourceSpec, ledger: Ledger) -> list[SourceResult]:
     return parts
 
 
-# The `SourceSpec` fields that are `SourceBlock`s, in read order (after RefCOCO, before class folders).
-BLOCKS: tuple[str, ...] = ("aokvqa", "okvqa", "vizwiz", "ocrvqa", "vsr", "clevr")
+def _block_type(annotation: Any) -> type[SourceBlock] | None:
+    return next((a for a in get_args(annotation) if isinstance(a, type) and issubclass(a, SourceBlock)), None)
+
+
+# The `SourceSpec` fields that are `SourceBlock`s and their classes, in field order (the read order:
+# after RefCOCO, before class folders). Derived from the fields, so a new source is one field.
+BLOCKS: dict[str, type[SourceBlock]] = {
+    name: t for name, f in SourceSpec.model_fields.items() if (t := _block_type(f.annotation)) is not None
+}
 
 
 # ---- building specs -------------------------------------------------------------------------------
@@ -397,16 +404,9 @@ _KINDS: dict[str, tuple[str | None, str, bool]] = {
 _REFCOCO = {"refcoco": "refcoco", "refcoco+": "refcoco+", "refcocog": "refcocog"}
 
 
-def _block_class(name: str) -> type[SourceBlock]:
-    ann = SourceSpec.model_fields[name].annotation
-    return next(
-        a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, SourceBlock)
-    )
-
-
 def _block_kinds() -> dict[str, str]:
     """`--source` short kind -> block field (e.g. `aokvqa` -> `aokvqa`)."""
-    return {_block_class(n).KIND: n for n in BLOCKS}
+    return {cls.KIND: name for name, cls in BLOCKS.items()}
 
 
 def known_kinds() -> list[str]:
@@ -448,7 +448,7 @@ def spec_from_pairs(
                 target[name] = value
         elif kind in _block_kinds():
             name = _block_kinds()[kind]
-            data.setdefault(name, {})[_block_class(name).MAIN] = value
+            data.setdefault(name, {})[BLOCKS[name].MAIN] = value
         elif "." in kind:
             block, _, name = kind.partition(".")
             if block not in ("gqa", "textvqa", "scienceqa", *BLOCKS):
