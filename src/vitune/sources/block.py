@@ -29,13 +29,14 @@ class SourceBlock(BaseModel):
     MAIN: ClassVar[str]
 
     def files(self) -> list[Path]:
-        """The annotation files this block reads (for manifests and checksums), in read order."""
+        """The annotation files this block reads (for manifests and checksums), in field order.
+
+        Every `Path` field of a block is an annotation file (image folders are `str` subdirs).
+        """
         out: list[Path] = []
         for name in type(self).model_fields:
             v: Any = getattr(self, name)
-            for p in v if isinstance(v, list) else [v]:
-                if isinstance(p, Path) and p.suffix:
-                    out.append(p)
+            out += [p for p in (v if isinstance(v, list) else [v]) if isinstance(p, Path)]
         return out
 
     def read(self, *, split: str, ledger: Ledger, known_images: set[str] | None = None) -> SourceResult:
